@@ -1,0 +1,101 @@
+"""The IR cut into scopes: for every block instance, the steps it runs and its boundary.
+
+Both PyTorch backends (the in-memory module and the generated source) read this, so a
+compiled module and its generated source have the same module tree and parameter names.
+"""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field
+
+import torch.nn as nn
+
+from nasir.ir.graph import IR, Node
+from nasir.ops import Function, Layer, get_op
+
+_RESERVED = {"self", "torch", "nn", "NF", "super", "input", "sum", "len", "list", "type"}
+
+
+def attr_name(name: str) -> str:
+    """A module attribute name for a node or scope that never shadows nn.Module's own."""
+    return f"{name}_" if hasattr(nn.Module, name) or name in _RESERVED else name
+
+
+@dataclass
+class Step:
+    """One line of a scope's forward: a node (module or function) or a child scope call."""
+
+    kind: str  # "layer" | "function" | "scope"
+    name: str  # attribute name (layer, scope) or node name (function)
+    inputs: list[str]
+    outputs: list[str]
+    node: Node | None = None
+    lowering: Layer | Function | None = None
+    child: str | None = None  # for scope steps: the key in ScopeProgram.children
+
+
+@dataclass
+class ScopeProgram:
+    path: tuple[str, ...]
+    kind: tuple[str, str]
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    children: dict[str, ScopeProgram] = field(default_factory=dict)
+
+
+def scope_program(ir: IR) -> ScopeProgram:
+    """The root program of `ir` (whose inputs are the network inputs)."""
+    nodes = [n for n in ir.nodes() if n.op != "input"]
+    root = _build(ir, (), ("network", ir.name), nodes)
+    root.inputs = list(ir.inputs)
+    root.outputs = [ir.output]
+    return root
+
+
+def _build(ir: IR, path: tuple[str, ...], kind: tuple[str, str],
+           nodes: list[Node]) -> ScopeProgram:
+    prog = ScopeProgram(path, kind)
+    inside = {n.id for n in nodes}
+    depth = len(path)
+    i = 0
+    while i < len(nodes):
+        node = nodes[i]
+        if len(node.scope) == depth:
+            prog.steps.append(_node_step(ir, node))
+            i += 1
+            continue
+        child = node.scope[depth]
+        j = i
+        while j < len(nodes) and len(nodes[j].scope) > depth and nodes[j].scope[depth] == child:
+            j += 1
+        child_path = (*path, child)
+        if child in prog.children:
+            raise ValueError(f"scope {'/'.join(child_path)} is not contiguous in the IR")
+        sub = _build(ir, child_path, ir.scope_kinds.get("/".join(child_path), ("scope", child)),
+                     nodes[i:j])
+        prog.children[child] = sub
+        prog.steps.append(Step("scope", attr_name(child), sub.inputs, sub.outputs, child=child))
+        i = j
+    prog.inputs = _boundary_inputs(ir, nodes, inside)
+    prog.outputs = _boundary_outputs(ir, nodes, inside)
+    return prog
+
+
+def _node_step(ir: IR, node: Node) -> Step:
+    ins = [ir.node(i).shape for i in node.inputs]
+    lowering = get_op(node.op).lower(node.attrs, ins, node.shape)
+    kind = "layer" if isinstance(lowering, Layer) else "function"
+    return Step(kind, attr_name(node.name), list(node.inputs), [node.id], node, lowering)
+
+
+def _boundary_inputs(ir: IR, nodes: list[Node], inside: set[str]) -> list[str]:
+    used = {i for n in nodes for i in n.inputs if i not in inside}
+    return sorted(used, key=lambda i: ir.node(i).order)
+
+
+def _boundary_outputs(ir: IR, nodes: list[Node], inside: set[str]) -> list[str]:
+    outs = [n.id for n in nodes
+            if n.id == ir.output or any(u not in inside for u in ir.users(n.id))]
+    return outs

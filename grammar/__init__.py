@@ -1,0 +1,1 @@
+"""The .arch grammar (Lark), shipped as package data."""

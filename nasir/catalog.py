@@ -1,0 +1,60 @@
+"""Find specs: a path on disk, or the name of a network shipped in nasir's `specs/`."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from nasir.errors import SpecError, did_you_mean
+from nasir.parse.loader import Program, load_program, shipped_specs_dir
+
+
+@cache
+def shipped_networks() -> dict[str, Path]:
+    """Every network (and network alias) defined in a shipped spec file, by name."""
+    found: dict[str, Path] = {}
+    for path in sorted(shipped_specs_dir().glob("*.arch")):
+        program = load_program(path)
+        for definition in program.definitions.values():
+            if definition.kind == "network" and _defined_in(definition.loc.file, path):
+                found.setdefault(definition.name, path)
+        for alias in program.aliases.values():
+            if _defined_in(alias.loc.file, path):
+                found.setdefault(alias.name, path)
+    return found
+
+
+def _defined_in(file: str, path: Path) -> bool:
+    return Path(file).name == path.name
+
+
+def locate(spec: str | Path, network: str | None = None) -> tuple[Program, str]:
+    """The program to elaborate and the network in it that the user means."""
+    path = Path(spec)
+    if path.is_file():
+        program = load_program(path)
+        return program, network or _default_network(program, path)
+    if path.suffix == ".arch" or "/" in str(spec):
+        raise SpecError(f"no such spec file: {spec}",
+                        expected="a path to an .arch file or a shipped network name")
+    shipped = shipped_networks()
+    if str(spec) not in shipped:
+        raise SpecError(f"no spec file or shipped network named '{spec}'"
+                        f"{did_you_mean(str(spec), list(shipped))}",
+                        expected="an .arch path, or one of: " + ", ".join(sorted(shipped)))
+    return load_program(shipped[str(spec)]), network or str(spec)
+
+
+def _default_network(program: Program, path: Path) -> str:
+    """The only network of the root file, or the one named like the file."""
+    own = [d.name for d in program.definitions.values()
+           if d.kind == "network" and _defined_in(d.loc.file, path)]
+    own += [a.name for a in program.aliases.values() if _defined_in(a.loc.file, path)]
+    if len(own) == 1:
+        return own[0]
+    if path.stem in own:
+        return path.stem
+    if not own:
+        raise SpecError(f"{path} defines no network", expected="a `network name(...) { ... }`")
+    raise SpecError(f"{path} defines several networks; choose one with --network",
+                    expected="one of: " + ", ".join(own))

@@ -1,0 +1,230 @@
+"""The `nasir` command line: check, stats, compile, render, list and ops.
+
+Every failure caused by the user's spec or arguments is printed as a located diagnostic
+and exits with status 2; nothing prints a Python traceback (set NASIR_DEBUG=1 to see one
+for a bug in nasir itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from nasir.errors import SpecError
+
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own usage errors: exit 2 as well
+        self.print_usage(sys.stderr)
+        print(f"nasir: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.run(args) or 0
+    except SpecError as err:
+        print(err.format(), file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug in nasir, not in the spec
+        if os.environ.get("NASIR_DEBUG"):
+            raise
+        print(f"nasir: internal error: {type(exc).__name__}: {exc}\n"
+              "This is a bug in nasir; rerun with NASIR_DEBUG=1 for a traceback and report it.",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+# ---- arguments -------------------------------------------------------------------------
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nasir", description="Compile .arch architecture specs: check them, "
+                     "count their costs, and lower them to PyTorch or Graphviz.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(title="commands", parser_class=_Parser)
+
+    check = _command(sub, "check", "parse, elaborate and shape-check a spec", _cmd_check)
+    _spec_args(check)
+
+    stats = _command(sub, "stats", "static params, MACs, muls/adds and activations", _cmd_stats)
+    _spec_args(stats)
+    stats.add_argument("--per-layer", action="store_true", help="one row per primitive op")
+    stats.add_argument("--depth", type=int, default=1,
+                       help="scope depth of the breakdown table (default 1; 0 = totals only)")
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+    stats.add_argument("--count", default="paper", metavar="POLICY",
+                       help="counting policy: paper (conv/linear only, the default), all, or a "
+                            "comma list of bn,act,pool,eltwise,condensed")
+
+    comp = _command(sub, "compile", "write readable PyTorch source for a spec", _cmd_compile)
+    _spec_args(comp)
+    comp.add_argument("-o", "--output", required=True, help="the .py file to write")
+    comp.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    render = _command(sub, "render", "draw the network with Graphviz (svg, png, pdf, dot)",
+                      _cmd_render)
+    _spec_args(render)
+    render.add_argument("-o", "--output", required=True, help="output file; its suffix picks "
+                        "the format")
+    render.add_argument("--depth", type=int, default=None,
+                        help="collapse scopes deeper than this into single boxes")
+    render.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    printer = _command(sub, "print", "print the elaborated network back as .arch text",
+                       _cmd_print)
+    _spec_args(printer)
+
+    listing = _command(sub, "list", "list the shipped networks", _cmd_list)
+    listing.add_argument("--json", action="store_true")
+    _command(sub, "ops", "list the primitive ops and their parameters", _cmd_ops)
+    return parser
+
+
+def _command(sub, name: str, help: str, run: Callable) -> argparse.ArgumentParser:
+    cmd = sub.add_parser(name, help=help, description=help)
+    cmd.set_defaults(run=run)
+    return cmd
+
+
+def _spec_args(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("spec", help="an .arch file or a shipped network name (see `nasir list`)")
+    cmd.add_argument("--network", help="which network of the file (if it defines several)")
+    cmd.add_argument("--input", help="input shape CxHxW, e.g. 3x224x224")
+    cmd.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                     help="override a network parameter (repeatable), e.g. --set depth=56")
+
+
+def _version() -> str:
+    from nasir import __version__
+
+    return f"nasir {__version__}"
+
+
+# ---- loading ----------------------------------------------------------------------------
+
+def _load(args: argparse.Namespace):
+    from nasir.api import load
+
+    return load(args.spec, network=args.network, input=args.input, **_overrides(args.set))
+
+
+def _overrides(items: list[str]) -> dict[str, Any]:
+    from nasir.elaborate import eval_constant
+    from nasir.parse import parse_value
+
+    values: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise SpecError(f"bad --set '{item}'", expected="NAME=VALUE, e.g. --set depth=56")
+        values[name.strip()] = eval_constant(parse_value(text.strip(), f"--set {name}"))
+    return values
+
+
+def _write(path: str, text: str | bytes, force: bool) -> None:
+    """Write a file atomically; never replace an existing file unless asked to."""
+    target = Path(path)
+    if target.exists() and not force:
+        raise SpecError(f"{path} exists", expected="a new path, or --force to overwrite it")
+    if not target.parent.exists():
+        raise SpecError(f"directory {target.parent} does not exist")
+    tmp = target.with_name(f".{target.name}.nasir-tmp")
+    if isinstance(text, bytes):
+        tmp.write_bytes(text)
+    else:
+        tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+
+
+# ---- commands ---------------------------------------------------------------------------
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    ir = _load(args)
+    out = ir.node(ir.output).shape
+    ins = ", ".join(f"{i} {'x'.join(map(str, ir.node(i).shape))}" for i in ir.inputs)
+    print(f"ok: {ir.name}: {len(ir)} ops, input {ins}, output {'x'.join(map(str, out))}")
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from nasir.passes.costs import CountingPolicy, count_costs
+    from nasir.report import report_json, report_table
+
+    ir = _load(args)
+    report = count_costs(ir, CountingPolicy.parse(args.count))
+    if args.json:
+        print(json.dumps(report_json(report, ir, per_layer=args.per_layer), indent=2))
+    else:
+        print(report_table(report, ir, depth=args.depth, per_layer=args.per_layer))
+    return 0
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from nasir.backends.python_source import to_python
+
+    ir = _load(args)
+    _write(args.output, to_python(ir), args.force)
+    print(f"wrote {args.output}: {ir.name} ({len(ir)} ops); `from "
+          f"{Path(args.output).stem} import build`")
+    return 0
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from nasir.backends.graphviz_render import render
+
+    ir = _load(args)
+    fmt = Path(args.output).suffix.lstrip(".") or "svg"
+    _write(args.output, render(ir, fmt=fmt, depth=args.depth), args.force)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _cmd_print(args: argparse.Namespace) -> int:
+    from nasir.backends.arch_printer import to_arch
+
+    print(to_arch(_load(args)), end="")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from nasir.catalog import shipped_networks
+
+    nets = {name: path.name for name, path in sorted(shipped_networks().items())}
+    if args.json:
+        print(json.dumps(nets, indent=2))
+    else:
+        width = max(map(len, nets), default=0)
+        for name, file in nets.items():
+            print(f"{name:<{width}}  specs/{file}")
+    return 0
+
+
+def _cmd_ops(args: argparse.Namespace) -> int:
+    from nasir.ops import get_op, op_names
+
+    for name in op_names():
+        op = get_op(name)
+        fields = ", ".join(op.Attrs.model_fields)
+        print(f"{name:<20} {op.doc or fields}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,624 @@
+"""Elaboration: run a network definition of a `Program` and record the ops it applies as IR.
+
+Templates (`block`, `cell`, `network`) are instantiated with their arguments; each call
+opens a scope named after its label or template, so IR node ids read like the spec's
+structure. Shapes are inferred as nodes are created, which lets a spec read `x.c` and lets
+errors point at the exact call that went wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from nasir.elaborate.builtins import BUILTINS, BuiltinError, type_name
+from nasir.elaborate.values import TensorValue
+from nasir.errors import Note, SourceLoc, SpecError, did_you_mean
+from nasir.ir.graph import IR, Node, Shape
+from nasir.ops import ShapeError, get_op, op_names
+from nasir.parse import ast
+from nasir.parse.loader import Program
+
+MAX_NODES = 500_000
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TYPES = {"int", "float", "bool", "str", "list", "any"}
+
+
+class _Return(Exception):  # noqa: N818  (control flow, never escapes the elaborator)
+    def __init__(self, value: Any):
+        self.value = value
+
+
+@dataclass
+class _Frame:
+    vars: dict[str, Any] = field(default_factory=dict)
+    template: str | None = None
+
+
+def build_ir(program: Program, network: str, overrides: dict[str, Any] | None = None,
+             input_shape: Shape | None = None) -> IR:
+    """Elaborate `network` with parameter `overrides` (and an optional input shape)."""
+    return _Elaborator(program).network(network, overrides or {}, input_shape)
+
+
+class _Elaborator:
+    def __init__(self, program: Program):
+        self.program = program
+        self.globals: dict[str, Any] = {}
+        self.scope: list[str] = []
+        self.used: dict[tuple[str, ...], set[str]] = {}
+        self.stack: list[tuple[str, SourceLoc]] = []
+        self.ir: IR | None = None
+        self.input_shape: Shape | None = None
+
+    # ---- entry -----------------------------------------------------------------------
+    def network(self, name: str, overrides: dict[str, Any], input_shape: Shape | None) -> IR:
+        for const in self.program.consts:
+            self.globals[const.name] = self.eval(const.value, _Frame())
+        definition, bound = self._resolve_network(name)
+        bound = {**bound, **overrides}
+        self.input_shape = input_shape
+        self.ir = IR(name, source=self.program.root)
+        frame = _Frame(template=definition.name)
+        params = self._bind_hyper(definition, bound, frame, definition.loc)
+        self.ir.params = params
+        try:
+            self.exec_body(definition.body, frame)
+        except _Return as ret:
+            if not isinstance(ret.value, TensorValue):
+                raise SpecError(f"network '{name}' must return a tensor, got "
+                                f"{type_name(ret.value)}", definition.loc) from None
+            self.ir.output = ret.value.node
+        if self.ir.output is None:
+            raise SpecError(f"network '{name}' has no `return`", definition.loc,
+                            expected="`return <tensor>` at the end of the network")
+        if not self.ir.inputs:
+            raise SpecError(f"network '{name}' declares no input", definition.loc,
+                            expected="a statement such as `input x: 3x224x224`")
+        return self.ir
+
+    def _resolve_network(self, name: str) -> tuple[ast.Definition, dict[str, Any]]:
+        program = self.program
+        if name in program.aliases:
+            alias = program.aliases[name]
+            target = program.definitions.get(alias.target)
+            if target is None or target.kind != "network":
+                raise SpecError(f"'{alias.target}' is not a network", alias.loc)
+            bound = {}
+            for arg in alias.args:
+                if arg.name is None or arg.splat:
+                    raise SpecError("a network alias binds parameters by name", arg.value.loc,
+                                    expected="name=value")
+                bound[arg.name] = self.eval(arg.value, _Frame())
+            return target, bound
+        definition = program.definitions.get(name)
+        if definition is None or definition.kind != "network":
+            known = program.networks()
+            raise SpecError(f"no network named '{name}' in {program.root}"
+                            f"{did_you_mean(name, known)}",
+                            expected=f"one of: {', '.join(known) or '(none defined)'}")
+        return definition, {}
+
+    # ---- statements ------------------------------------------------------------------
+    def exec_body(self, body: list[ast.Stmt], frame: _Frame) -> None:
+        for stmt in body:
+            self.exec(stmt, frame)
+
+    def exec(self, stmt: ast.Stmt, frame: _Frame) -> None:
+        if isinstance(stmt, ast.Assign):
+            self._assign(stmt.targets, self.eval(stmt.value, frame), frame, stmt.loc)
+        elif isinstance(stmt, ast.Return):
+            raise _Return(self.eval(stmt.value, frame))
+        elif isinstance(stmt, ast.For):
+            self._for(stmt, frame)
+        elif isinstance(stmt, ast.If):
+            self._if(stmt, frame)
+        elif isinstance(stmt, ast.Scope):
+            label = self._label(stmt.label, frame)
+            with self._scope(label, None):
+                self.exec_body(stmt.body, frame)
+        elif isinstance(stmt, ast.Input):
+            self._input(stmt, frame)
+
+    def _assign(self, targets: list[str], value: Any, frame: _Frame, loc: SourceLoc) -> None:
+        if len(targets) == 1:
+            frame.vars[targets[0]] = value
+            return
+        if not isinstance(value, list) or len(value) != len(targets):
+            got = f"a list of {len(value)}" if isinstance(value, list) else type_name(value)
+            raise SpecError(f"cannot unpack {got} into {len(targets)} names", loc,
+                            expected=f"a list of exactly {len(targets)} items")
+        for target, item in zip(targets, value, strict=True):
+            frame.vars[target] = item
+
+    def _for(self, stmt: ast.For, frame: _Frame) -> None:
+        items = self.eval(stmt.iterable, frame)
+        if not isinstance(items, list):
+            raise SpecError(f"`for` needs a list to iterate over, got {type_name(items)}",
+                            stmt.iterable.loc, expected="a list, e.g. range(n) or [[...], ...]")
+        for item in items:
+            self._assign(stmt.targets, item, frame, stmt.iterable.loc)
+            self.exec_body(stmt.body, frame)
+
+    def _if(self, stmt: ast.If, frame: _Frame) -> None:
+        for test, body in stmt.branches:
+            if self._truth(test, frame):
+                self.exec_body(body, frame)
+                return
+        if stmt.orelse is not None:
+            self.exec_body(stmt.orelse, frame)
+
+    def _truth(self, test: ast.Expr, frame: _Frame) -> bool:
+        value = self.eval(test, frame)
+        if not isinstance(value, bool):
+            raise SpecError(f"a condition must be true or false, got {type_name(value)}",
+                            test.loc, expected="a comparison such as `stride == 1`")
+        return value
+
+    def _input(self, stmt: ast.Input, frame: _Frame) -> None:
+        if self.stack:
+            raise SpecError("`input` may only appear in a network", stmt.loc,
+                            expected="block inputs declared as untyped parameters")
+        shape = stmt.shape
+        if self.input_shape is not None:
+            if self.ir and self.ir.inputs:
+                raise SpecError("--input given, but the network has several inputs", stmt.loc)
+            shape = tuple(self.input_shape)
+        node = self._add_node("input", {"shape": tuple(shape)}, [], stmt.name, stmt.loc)
+        frame.vars[stmt.name] = node
+
+    # ---- expressions -----------------------------------------------------------------
+    def eval(self, expr: ast.Expr, frame: _Frame) -> Any:
+        method = getattr(self, "_eval_" + type(expr).__name__)
+        return method(expr, frame)
+
+    def _eval_Literal(self, e: ast.Literal, frame: _Frame) -> Any:  # noqa: N802
+        return e.value
+
+    def _eval_Name(self, e: ast.Name, frame: _Frame) -> Any:  # noqa: N802
+        if e.id in frame.vars:
+            return frame.vars[e.id]
+        if e.id in self.globals:
+            return self.globals[e.id]
+        if e.id in self.program.definitions or get_op(e.id) or e.id in BUILTINS:
+            raise SpecError(f"'{e.id}' is a function, not a value", e.loc,
+                            expected=f"a call such as {e.id}(...) or a pipe `x >> {e.id}`")
+        visible = [*frame.vars, *self.globals]
+        raise SpecError(f"undefined name '{e.id}'{did_you_mean(e.id, visible)}", e.loc,
+                        expected="a parameter, a variable assigned earlier, or a `let` constant")
+
+    def _eval_ListExpr(self, e: ast.ListExpr, frame: _Frame) -> list:  # noqa: N802
+        return [self.eval(item, frame) for item in e.items]
+
+    def _eval_Cond(self, e: ast.Cond, frame: _Frame) -> Any:  # noqa: N802
+        return self.eval(e.then if self._truth(e.test, frame) else e.orelse, frame)
+
+    def _eval_Not(self, e: ast.Not, frame: _Frame) -> bool:  # noqa: N802
+        return not self._truth(e.operand, frame)
+
+    def _eval_BoolOp(self, e: ast.BoolOp, frame: _Frame) -> bool:  # noqa: N802
+        left = self._truth(e.left, frame)
+        if e.op == "and":
+            return left and self._truth(e.right, frame)
+        return left or self._truth(e.right, frame)
+
+    def _eval_Neg(self, e: ast.Neg, frame: _Frame) -> Any:  # noqa: N802
+        value = self.eval(e.operand, frame)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SpecError(f"cannot negate {type_name(value)}", e.loc, expected="a number")
+        return -value
+
+    def _eval_Compare(self, e: ast.Compare, frame: _Frame) -> bool:  # noqa: N802
+        left, right = self.eval(e.left, frame), self.eval(e.right, frame)
+        if isinstance(left, TensorValue) or isinstance(right, TensorValue):
+            raise SpecError("tensors cannot be compared; compare their shapes (x.c, x.h)",
+                            e.loc, expected="numbers or strings")
+        try:
+            return _COMPARE[e.op](left, right)
+        except TypeError:
+            raise SpecError(f"cannot compare {type_name(left)} {e.op} {type_name(right)}",
+                            e.loc, expected="two numbers, or two strings") from None
+
+    def _eval_BinOp(self, e: ast.BinOp, frame: _Frame) -> Any:  # noqa: N802
+        left, right = self.eval(e.left, frame), self.eval(e.right, frame)
+        if isinstance(left, TensorValue) and isinstance(right, TensorValue) and e.op in "+*":
+            op = "add" if e.op == "+" else "mul"
+            return self._op_call(op, [left, right], {}, None, e.loc)
+        return _arith(e.op, left, right, e.loc)
+
+    def _eval_Index(self, e: ast.Index, frame: _Frame) -> Any:  # noqa: N802
+        target, index = self.eval(e.target, frame), self.eval(e.index, frame)
+        if isinstance(target, TensorValue):
+            raise SpecError("tensors are sliced by channel ranges", e.loc,
+                            expected=f"a slice such as x[0:{target.shape[0]}]")
+        if not isinstance(target, list | str):
+            raise SpecError(f"cannot index {type_name(target)}", e.loc, expected="a list")
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise SpecError(f"a list index must be an int, got {type_name(index)}", e.index.loc)
+        if not -len(target) <= index < len(target):
+            raise SpecError(f"index {index} is out of range for a list of {len(target)}",
+                            e.index.loc, expected=f"an index from 0 to {len(target) - 1}")
+        return target[index]
+
+    def _eval_Slice(self, e: ast.Slice, frame: _Frame) -> Any:  # noqa: N802
+        target = self.eval(e.target, frame)
+        start = self._opt_int(e.start, frame)
+        stop = self._opt_int(e.stop, frame)
+        if isinstance(target, list | str):
+            return target[start:stop]
+        if not isinstance(target, TensorValue):
+            raise SpecError(f"cannot slice {type_name(target)}", e.loc)
+        channels = target.shape[0]
+        start = 0 if start is None else (start + channels if start < 0 else start)
+        stop = channels if stop is None else (stop + channels if stop < 0 else stop)
+        if start == 0 and stop == channels:
+            return target
+        return self._op_call("slice", [target], {"start": (start, e.loc), "stop": (stop, e.loc)},
+                             None, e.loc)
+
+    def _opt_int(self, expr: ast.Expr | None, frame: _Frame) -> int | None:
+        if expr is None:
+            return None
+        value = self.eval(expr, frame)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(f"slice bounds must be ints, got {type_name(value)}", expr.loc)
+        return value
+
+    def _eval_Attr(self, e: ast.Attr, frame: _Frame) -> Any:  # noqa: N802
+        target = self.eval(e.target, frame)
+        if not isinstance(target, TensorValue):
+            raise SpecError(f"{type_name(target)} has no attribute '{e.name}'", e.loc)
+        shape = target.shape
+        fields = {"c": shape[0], "shape": list(shape)}
+        if len(shape) == 3:
+            fields.update(h=shape[1], w=shape[2])
+        if e.name not in fields:
+            raise SpecError(f"tensor has no attribute '{e.name}'", e.loc,
+                            expected=f"one of {', '.join(fields)}")
+        return fields[e.name]
+
+    def _eval_Pipe(self, e: ast.Pipe, frame: _Frame) -> Any:  # noqa: N802
+        value = self.eval(e.source, frame)
+        for stage in e.stages:
+            if not isinstance(value, TensorValue):
+                raise SpecError(f"only tensors can be piped with >>, got {type_name(value)}",
+                                stage.loc, expected="a tensor on the left of >>")
+            value = self._eval_Call(stage, frame, piped=value)
+        return value
+
+    def _eval_Call(self, e: ast.Call, frame: _Frame,  # noqa: N802
+                   piped: TensorValue | None = None) -> Any:
+        times = 1
+        if e.repeat is not None:
+            times = self.eval(e.repeat, frame)
+            if isinstance(times, bool) or not isinstance(times, int) or times < 0:
+                raise SpecError(f"a repeat count must be a non-negative int, got "
+                                f"{times!r} ({type_name(times)})", e.repeat.loc,
+                                expected="an integer such as `* 3`")
+        value: Any = piped
+        for _ in range(times):
+            value = self._call_once(e, frame, value)
+        return value
+
+    def _call_once(self, e: ast.Call, frame: _Frame, piped: TensorValue | None) -> Any:
+        args, kwargs = self._args(e.args, frame)
+        if piped is not None:
+            args.insert(0, piped)
+        label = self._label(e.label, frame) if e.label is not None else None
+        if e.func in self.program.definitions:
+            return self._template_call(self.program.definitions[e.func], args, kwargs, label,
+                                       e.loc)
+        if get_op(e.func) is not None:
+            return self._op_call(e.func, args, kwargs, label, e.loc)
+        if e.func in BUILTINS:
+            return self._builtin_call(e.func, args, kwargs, e.loc)
+        if e.func in self.program.aliases:
+            raise SpecError(f"'{e.func}' is a network and cannot be called", e.loc,
+                            expected="a block or cell")
+        known = [*self.program.definitions, *op_names(), *BUILTINS]
+        raise SpecError(f"unknown op or block '{e.func}'{did_you_mean(e.func, known)}", e.loc,
+                        expected="a primitive op (see `nasir ops`), a block defined or "
+                                 "imported in this spec, or a builtin function")
+
+    def _args(self, args: list[ast.Arg], frame: _Frame) -> tuple[list, dict]:
+        positional: list[Any] = []
+        named: dict[str, Any] = {}
+        for arg in args:
+            value = self.eval(arg.value, frame)
+            if arg.splat:
+                if not isinstance(value, list):
+                    raise SpecError(f"* expands a list, got {type_name(value)}", arg.value.loc)
+                positional.extend(value)
+            elif arg.name is not None:
+                if arg.name in named:
+                    raise SpecError(f"argument '{arg.name}' given twice", arg.value.loc)
+                named[arg.name] = (value, arg.value.loc)
+            else:
+                if named:
+                    raise SpecError("positional argument after a named one", arg.value.loc,
+                                    expected="positional arguments first")
+                positional.append(value)
+        return positional, named
+
+    def _label(self, expr: ast.Expr | None, frame: _Frame) -> str:
+        value = self.eval(expr, frame)
+        if not isinstance(value, str) or not _IDENT.match(value):
+            raise SpecError(f"a scope or node name must be an identifier, got {value!r}",
+                            expr.loc, expected="letters, digits and _, not starting with a digit")
+        return value
+
+    # ---- builtins --------------------------------------------------------------------
+    def _builtin_call(self, name: str, args: list, kwargs: dict, loc: SourceLoc) -> Any:
+        if any(isinstance(a, TensorValue) for a in args):
+            raise SpecError(f"{name}() works on numbers, not tensors", loc)
+        try:
+            return BUILTINS[name](*args, **{k: v for k, (v, _) in kwargs.items()})
+        except BuiltinError as exc:
+            raise SpecError(str(exc), loc) from None
+        except TypeError:
+            raise SpecError(f"wrong arguments for {name}()", loc) from None
+        except (ValueError, OverflowError, ZeroDivisionError) as exc:
+            raise SpecError(f"{name}(): {exc}", loc) from None
+
+    # ---- templates -------------------------------------------------------------------
+    def _template_call(self, d: ast.Definition, args: list, kwargs: dict,
+                       label: str | None, loc: SourceLoc) -> Any:
+        if d.kind == "network":
+            raise SpecError(f"'{d.name}' is a network and cannot be called", loc,
+                            expected="a block or cell (networks are entry points)")
+        if any(name == d.name for name, _ in self.stack):
+            chain = " -> ".join([*(n for n, _ in self.stack), d.name])
+            raise SpecError(f"recursive call: {chain}", loc,
+                            expected="blocks that do not call themselves")
+        frame = _Frame(template=d.name)
+        tensors = [a for a in args if isinstance(a, TensorValue)]
+        scalars = [a for a in args if not isinstance(a, TensorValue)]
+        inputs = d.inputs
+        if len(tensors) > len(inputs):
+            raise SpecError(f"{d.kind} '{d.name}' takes {len(inputs)} tensor input(s), "
+                            f"got {len(tensors)}", loc,
+                            expected=f"inputs ({', '.join(p.name for p in inputs)})")
+        for param, value in zip(inputs, tensors, strict=False):
+            frame.vars[param.name] = value
+        named = dict(kwargs)
+        for param in inputs[len(tensors):]:
+            if param.name in named:
+                value, vloc = named.pop(param.name)
+                if not isinstance(value, TensorValue):
+                    raise SpecError(f"input '{param.name}' must be a tensor", vloc)
+                frame.vars[param.name] = value
+            else:
+                raise SpecError(f"{d.kind} '{d.name}' is missing its tensor input "
+                                f"'{param.name}'", loc)
+        hyper = d.hyper
+        if len(scalars) > len(hyper):
+            raise SpecError(f"{d.kind} '{d.name}' takes {len(hyper)} parameter(s), got "
+                            f"{len(scalars)} positional", loc,
+                            expected=f"parameters ({', '.join(p.name for p in hyper)})")
+        bound = {p.name: (v, loc) for p, v in zip(hyper, scalars, strict=False)}
+        for name, value in named.items():
+            if name in bound:
+                raise SpecError(f"parameter '{name}' given twice", value[1])
+            bound[name] = value
+        self._bind_hyper(d, bound, frame, loc)
+        self.stack.append((d.name, loc))
+        try:
+            with self._scope(label or d.name, (d.kind, d.name)):
+                self.exec_body(d.body, frame)
+        except _Return as ret:
+            return ret.value
+        except SpecError as err:
+            raise err.with_trace([l for _, l in reversed(self.stack)]) from None
+        finally:
+            self.stack.pop()
+        raise SpecError(f"{d.kind} '{d.name}' ended without `return`", d.loc,
+                        expected="`return <tensor>` at the end of the block")
+
+    def _bind_hyper(self, d: ast.Definition, bound: dict, frame: _Frame,
+                    loc: SourceLoc) -> dict[str, Any]:
+        """Bind parameters (checking names and types); defaults may use earlier ones."""
+        known = {p.name for p in d.hyper}
+        for name, value in bound.items():
+            if name not in known:
+                vloc = value[1] if isinstance(value, tuple) else loc
+                raise SpecError(f"{d.kind} '{d.name}' has no parameter '{name}'"
+                                f"{did_you_mean(name, sorted(known))}", vloc,
+                                expected=f"one of: {', '.join(sorted(known)) or '(none)'}")
+        if d.kind == "network" and d.inputs:
+            raise SpecError(f"network '{d.name}' parameters need types", d.inputs[0].loc,
+                            expected="`name: int = 3`; declare tensors with `input x: 3x32x32`")
+        values: dict[str, Any] = {}
+        for p in d.hyper:
+            if p.name in bound:
+                value = bound[p.name]
+                value, vloc = value if isinstance(value, tuple) else (value, loc)
+            elif p.default is not None:
+                value, vloc = self.eval(p.default, frame), p.default.loc
+            else:
+                raise SpecError(f"{d.kind} '{d.name}' needs a value for '{p.name}'", loc,
+                                expected=f"{p.name}=<{p.type or 'value'}>")
+            frame.vars[p.name] = values[p.name] = _check_type(p, value, vloc)
+        return values
+
+    # ---- ops ---------------------------------------------------------------------------
+    def _op_call(self, name: str, args: list, kwargs: dict, label: str | None,
+                 loc: SourceLoc) -> TensorValue:
+        op = get_op(name)
+        tensors = [a for a in args if isinstance(a, TensorValue)]
+        scalars = [a for a in args if not isinstance(a, TensorValue)]
+        if op.arity == 0 or (op.arity is not None and len(tensors) != op.arity) or not tensors:
+            want = "one or more" if op.arity is None else str(op.arity)
+            raise SpecError(f"{name} takes {want} tensor input(s), got {len(tensors)}", loc,
+                            expected=f"e.g. `x >> {name}(...)`" if op.arity == 1 else None)
+        if len(scalars) > len(op.positional):
+            raise SpecError(f"{name} takes at most {len(op.positional)} positional "
+                            f"parameter(s), got {len(scalars)}", loc,
+                            expected=f"{op.doc}" if op.doc else None)
+        attrs = dict(zip(op.positional, scalars, strict=False))
+        for key, (value, vloc) in kwargs.items():
+            if key in attrs:
+                raise SpecError(f"{name} parameter '{key}' given twice", vloc)
+            attrs[key] = value
+        ins = [t.shape for t in tensors]
+        try:
+            stored, attrs = op.resolve(attrs, ins)
+        except ShapeError as exc:
+            raise self._shape_error(name, exc, tensors, loc) from None
+        except ValidationError as exc:
+            raise self._attr_error(name, exc, kwargs, loc) from None
+        return self._add_node(stored, attrs, tensors, label or name, loc, called=name,
+                              kwargs=kwargs)
+
+    def _add_node(self, op_name: str, attrs: dict, tensors: list[TensorValue], base: str,
+                  loc: SourceLoc, called: str | None = None,
+                  kwargs: dict | None = None) -> TensorValue:
+        op = get_op(op_name)
+        try:
+            model = op.Attrs(**attrs)
+        except ValidationError as exc:
+            raise self._attr_error(called or op_name, exc, kwargs or {}, loc) from None
+        ins = [t.shape for t in tensors]
+        try:
+            shape = tuple(op.infer(model, ins))
+        except ShapeError as exc:
+            raise self._shape_error(called or op_name, exc, tensors, loc) from None
+        if len(self.ir) >= MAX_NODES:
+            raise SpecError(f"the network grew past {MAX_NODES} nodes", loc)
+        node_id = "/".join([*self.scope, self._unique(base)])
+        self.ir.add(Node(node_id, op_name, model, tuple(t.node for t in tensors), loc, shape))
+        return TensorValue(node_id, shape)
+
+    def _attr_error(self, name: str, exc: ValidationError, kwargs: dict,
+                    loc: SourceLoc) -> SpecError:
+        op = get_op(name)
+        err = exc.errors()[0]
+        field_name = str(err["loc"][0]) if err["loc"] else ""
+        where = kwargs.get(field_name, (None, loc))[1]
+        fields = list(op.Attrs.model_fields) if op else []
+        if err["type"] == "extra_forbidden":
+            return SpecError(f"{name} has no parameter '{field_name}'"
+                             f"{did_you_mean(field_name, fields)}", where,
+                             expected=f"parameters of {name}: {', '.join(fields) or '(none)'}")
+        if err["type"] == "missing":
+            return SpecError(f"{name} needs parameter '{field_name}'", loc,
+                             expected=op.doc if op else None)
+        got = err.get("input")
+        return SpecError(f"{name} parameter '{field_name}': {err['msg'].lower()} "
+                         f"(got {got!r}, {type_name(got)})", where,
+                         expected=op.doc if op else None)
+
+    def _shape_error(self, name: str, exc: ShapeError, tensors: list[TensorValue],
+                     loc: SourceLoc) -> SpecError:
+        notes = []
+        for i in exc.inputs:
+            if i < len(tensors):
+                producer = self.ir.node(tensors[i].node)
+                shape = "x".join(map(str, tensors[i].shape))
+                notes.append(Note(f"input {i} is {tensors[i].node} ({shape}), made here",
+                                  producer.loc))
+        return SpecError(f"{name}: {exc.message}", loc, notes=notes)
+
+    # ---- scopes ----------------------------------------------------------------------
+    def _unique(self, base: str) -> str:
+        used = self.used.setdefault(tuple(self.scope), set())
+        name, k = base, 0
+        while name in used:
+            k += 1
+            name = f"{base}_{k}"
+        used.add(name)
+        return name
+
+    def _scope(self, label: str, kind: tuple[str, str] | None):
+        return _ScopeGuard(self, label, kind)
+
+
+class _ScopeGuard:
+    def __init__(self, elab: _Elaborator, label: str, kind: tuple[str, str] | None):
+        self.elab, self.label, self.kind = elab, label, kind
+
+    def __enter__(self) -> None:
+        name = self.elab._unique(self.label)
+        self.elab.scope.append(name)
+        path = "/".join(self.elab.scope)
+        self.elab.ir.scope_kinds[path] = self.kind or ("scope", self.label)
+
+    def __exit__(self, *exc: object) -> None:
+        self.elab.scope.pop()
+
+
+_COMPARE = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _arith(op: str, left: Any, right: Any, loc: SourceLoc) -> Any:
+    if op == "+" and isinstance(left, str) and isinstance(right, str):
+        return left + right
+    if op == "+" and isinstance(left, list) and isinstance(right, list):
+        return left + right
+    if not (_is_number(left) and _is_number(right)):
+        raise SpecError(f"cannot apply {op} to {type_name(left)} and {type_name(right)}", loc,
+                        expected="two numbers (or + on two strings or two lists)")
+    if op in ("/", "//", "%") and right == 0:
+        raise SpecError("division by zero", loc, expected="a non-zero divisor")
+    if op == "**" and isinstance(right, int) and abs(right) > 64:
+        raise SpecError(f"exponent {right} is too large", loc)
+    try:
+        result = _ARITH[op](left, right)
+    except (OverflowError, ZeroDivisionError) as exc:
+        raise SpecError(f"arithmetic error: {exc}", loc) from None
+    if isinstance(result, complex) or (isinstance(result, float) and not math.isfinite(result)):
+        raise SpecError(f"{left} {op} {right} has no finite real value", loc)
+    return result
+
+
+_ARITH = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b,
+    "//": lambda a, b: a // b,
+    "%": lambda a, b: a % b,
+    "**": lambda a, b: a**b,
+}
+
+
+def _check_type(p: ast.Param, value: Any, loc: SourceLoc) -> Any:
+    """Check a parameter value against its declared type (ints widen to float)."""
+    declared = p.type or "any"
+    if declared not in _TYPES:
+        raise SpecError(f"unknown type '{declared}' for parameter '{p.name}'"
+                        f"{did_you_mean(declared, sorted(_TYPES))}", p.loc,
+                        expected=", ".join(sorted(_TYPES)))
+    ok = {
+        "any": not isinstance(value, TensorValue),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": _is_number(value),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "list": isinstance(value, list),
+    }[declared]
+    if not ok:
+        raise SpecError(f"parameter '{p.name}' expects {declared}, got {value!r} "
+                        f"({type_name(value)})", loc, expected=f"a value of type {declared}")
+    return float(value) if declared == "float" else value
+
+
+def eval_constant(expr: ast.Expr) -> Any:
+    """Evaluate a constant expression (a `--set` value); a bare word is a string."""
+    if isinstance(expr, ast.Name):
+        return expr.id
+    return _Elaborator(Program("<constant>")).eval(expr, _Frame())

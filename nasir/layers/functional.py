@@ -1,0 +1,25 @@
+"""Stateless tensor ops that IR wiring nodes lower to (add, mul, concat, channel slices)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def add(*xs: Tensor) -> Tensor:
+    out = xs[0]
+    for x in xs[1:]:
+        out = out + x
+    return out
+
+
+def mul(x: Tensor, gate: Tensor) -> Tensor:
+    return x * gate
+
+
+def concat(*xs: Tensor) -> Tensor:
+    return torch.cat(xs, dim=1)
+
+
+def channel_slice(x: Tensor, start: int, stop: int) -> Tensor:
+    return x[:, start:stop]

@@ -1,0 +1,132 @@
+"""What an op is: its attribute model, shape rule, cost rule and lowering, in one class.
+
+Adding an op is writing one `OpDef` subclass and decorating it with `@register`; nothing
+else in nasir switches on op names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from nasir.ir.graph import Shape
+
+
+class Attrs(BaseModel):
+    """Base for op attribute models: strict types, no unknown fields, immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class NoAttrs(Attrs):
+    pass
+
+
+class ShapeError(Exception):
+    """An op cannot accept its input shapes; `inputs` names the offending input positions."""
+
+    def __init__(self, message: str, inputs: tuple[int, ...] = ()):
+        super().__init__(message)
+        self.message = message
+        self.inputs = inputs
+
+
+# Cost kinds, so a counting policy can include or exclude them (papers differ).
+DENSE, BN, ACT, POOL, ELTWISE, FREE = "dense", "bn", "act", "pool", "eltwise", "free"
+KINDS = (DENSE, BN, ACT, POOL, ELTWISE, FREE)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Static cost of one node at batch size 1.
+
+    `macs` counts multiply-accumulates of dense layers (conv, linear, and the |x-w|
+    accumulations of adder layers); `muls`, `adds` and `other` (comparisons, exp, ...)
+    count the scalar operations actually performed, so an adder layer has macs but no muls.
+    """
+
+    params: int = 0
+    macs: int = 0
+    muls: int = 0
+    adds: int = 0
+    other: int = 0
+    kind: str = FREE
+    condensed: Cost | None = None  # the deployed form, where training and deployment differ
+
+
+@dataclass(frozen=True)
+class Layer:
+    """Lower to a module attribute: `cls(*args, **kwargs)`, called on the inputs."""
+
+    cls: str
+    args: tuple = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Function:
+    """Lower to a stateless call `fn(*inputs, **kwargs)`; `infix` prints it as `a + b`."""
+
+    fn: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    infix: str | None = None
+
+
+Lowering = Layer | Function | None
+
+
+def numel(shape: Shape) -> int:
+    total = 1
+    for dim in shape:
+        total *= dim
+    return total
+
+
+class OpDef:
+    """One primitive op. Subclasses set the class attributes and override the rules."""
+
+    name: ClassVar[str]
+    Attrs: ClassVar[type[Attrs]] = NoAttrs
+    positional: ClassVar[tuple[str, ...]] = ()
+    arity: ClassVar[int | None] = 1  # number of tensor inputs; None = one or more
+    doc: ClassVar[str] = ""
+    # Whether torch's FlopCounterMode sees this op's MACs once lowered (conv and matmul do;
+    # custom kernels such as adder layers do not). Used to cross-check static counts.
+    flop_counter_visible: ClassVar[bool] = True
+
+    def resolve(self, kwargs: dict[str, Any], ins: list[Shape]) -> tuple[str, dict[str, Any]]:
+        """Rewrite a call into the op that is stored in the IR (aliases such as dwconv)."""
+        return self.name, kwargs
+
+    def infer(self, attrs: Any, ins: list[Shape]) -> Shape:
+        return ins[0]
+
+    def cost(self, attrs: Any, ins: list[Shape], out: Shape) -> Cost:
+        return Cost()
+
+    def lower(self, attrs: Any, ins: list[Shape], out: Shape) -> Lowering:
+        raise NotImplementedError(f"op {self.name} has no PyTorch lowering")
+
+
+def spatial(shape: Shape, op: str, index: int = 0) -> tuple[int, int, int]:
+    """(C, H, W) of a feature map, or a ShapeError naming the op."""
+    if len(shape) != 3:
+        raise ShapeError(
+            f"{op} expects a feature map CxHxW, got a flat vector of {shape[0]} features", (index,)
+        )
+    return shape  # type: ignore[return-value]
+
+
+def conv_out(
+    size: int, kernel: int, stride: int, pad: int, dilation: int = 1, ceil_mode: bool = False
+) -> int:
+    """Output length of a convolution or pooling window along one axis (PyTorch rule)."""
+    span = size + 2 * pad - dilation * (kernel - 1) - 1
+    if ceil_mode:
+        out = -(-span // stride) + 1
+        if (out - 1) * stride >= size + pad:  # the last window must start inside the input
+            out -= 1
+        return out
+    return span // stride + 1

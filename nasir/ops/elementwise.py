@@ -1,0 +1,78 @@
+"""Per-element ops: batch norm and activations. Shapes pass through unchanged."""
+
+from __future__ import annotations
+
+from pydantic import PositiveFloat
+
+from nasir.ir.graph import Shape
+from nasir.ops.base import ACT, BN, Attrs, Cost, Layer, NoAttrs, OpDef, numel
+from nasir.ops.registry import register
+
+
+class BnAttrs(Attrs):
+    eps: PositiveFloat = 1e-5
+    momentum: float = 0.1
+    affine: bool = True
+
+
+@register
+class BatchNorm(OpDef):
+    name = "bn"
+    Attrs = BnAttrs
+    positional = ()
+    doc = "batch normalization over channels: bn(eps=1e-5, momentum=0.1, affine=true)"
+
+    def cost(self, a: BnAttrs, ins: list[Shape], out: Shape) -> Cost:
+        # At inference BN folds to one multiply and one add per element.
+        n = numel(out)
+        return Cost(params=2 * out[0] if a.affine else 0, muls=n, adds=n, kind=BN)
+
+    def lower(self, a: BnAttrs, ins: list[Shape], out: Shape) -> Layer:
+        cls = "torch.nn.BatchNorm2d" if len(out) == 3 else "torch.nn.BatchNorm1d"
+        return Layer(cls, (out[0],), {"eps": a.eps, "momentum": a.momentum, "affine": a.affine})
+
+
+class _Activation(OpDef):
+    """An activation; per-element scalar operations as (muls, adds, other)."""
+
+    torch_cls: str = ""
+    per_element: tuple[int, int, int] = (0, 0, 1)
+    Attrs = NoAttrs
+
+    def cost(self, a: NoAttrs, ins: list[Shape], out: Shape) -> Cost:
+        n = numel(out)
+        muls, adds, other = self.per_element
+        return Cost(muls=muls * n, adds=adds * n, other=other * n, kind=ACT)
+
+    def lower(self, a: NoAttrs, ins: list[Shape], out: Shape) -> Layer:
+        return Layer(self.torch_cls)
+
+
+@register
+class ReLU(_Activation):
+    name, torch_cls, doc = "relu", "torch.nn.ReLU", "max(x, 0)"
+    per_element = (0, 0, 1)  # one comparison
+
+
+@register
+class ReLU6(_Activation):
+    name, torch_cls, doc = "relu6", "torch.nn.ReLU6", "min(max(x, 0), 6)"
+    per_element = (0, 0, 2)
+
+
+@register
+class HardSigmoid(_Activation):
+    name, torch_cls, doc = "hardsigmoid", "torch.nn.Hardsigmoid", "relu6(x + 3) / 6"
+    per_element = (1, 1, 2)
+
+
+@register
+class HardSwish(_Activation):
+    name, torch_cls, doc = "hardswish", "torch.nn.Hardswish", "x * relu6(x + 3) / 6"
+    per_element = (2, 1, 2)
+
+
+@register
+class Sigmoid(_Activation):
+    name, torch_cls, doc = "sigmoid", "torch.nn.Sigmoid", "1 / (1 + exp(-x))"
+    per_element = (0, 1, 2)  # exp and division counted as `other`

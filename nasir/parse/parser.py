@@ -1,0 +1,371 @@
+"""Parse .arch text into the AST, turning Lark's exceptions into located `SpecError`s."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from nasir.errors import SourceLoc, SpecError
+from nasir.parse import ast
+
+# What a person would call each terminal the parser may expect.
+_TERMINAL_WORDS = {
+    "NAME": "a name",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "STRING": 'a string ("...")',
+    "SHAPE": "a shape such as 3x224x224",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "COMMA": "','",
+    "COLON": "':'",
+    "SEMICOLON": "';'",
+    "EQUAL": "'='",
+    "MINUS": "'-'",
+    "$END": "end of file",
+}
+_KEYWORDS = ("block", "cell", "network", "import", "let", "return", "for", "in", "if", "then",
+             "elif", "else", "scope", "input", "as", "and", "or", "not", "true", "false")
+
+
+@cache
+def _parser() -> Lark:
+    text = resources.files("nasir.grammar").joinpath("arch.lark").read_text()
+    return Lark(text, parser="lalr", propagate_positions=True, start=["start", "expr"],
+                maybe_placeholders=True)
+
+
+def parse_text(text: str, file: str = "<string>") -> ast.Module:
+    """Parse a whole .arch file."""
+    lines = text.splitlines()
+    tree = _parse(text, file, lines, "start")
+    return _ToAst(file, lines).transform(tree)
+
+
+def parse_value(text: str, what: str = "--set value") -> ast.Expr:
+    """Parse one expression (a `--set name=value` right-hand side)."""
+    lines = text.splitlines() or [""]
+    tree = _parse(text, what, lines, "expr")
+    return _ToAst(what, lines).transform(tree)
+
+
+def _parse(text: str, file: str, lines: list[str], start: str):
+    try:
+        return _parser().parse(text, start=start)
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, file, lines) from None
+
+
+def _syntax_error(exc: UnexpectedInput, file: str, lines: list[str]) -> SpecError:
+    line, col = max(exc.line, 1), max(exc.column, 1)
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
+    if isinstance(exc, UnexpectedCharacters):
+        loc = SourceLoc(file, line, col, text, 1)
+        char = text[col - 1] if col - 1 < len(text) else "?"
+        return SpecError(f"unexpected character {char!r}", loc, _expected(exc.allowed))
+    if isinstance(exc, UnexpectedEOF):
+        last = len(lines)
+        loc = SourceLoc(file, last, len(lines[-1]) + 1 if lines else 1,
+                        lines[-1] if lines else "", 1)
+        return SpecError("unexpected end of file", loc, _expected(exc.expected))
+    assert isinstance(exc, UnexpectedToken)
+    token = exc.token
+    if token.type == "$END":
+        last = len(lines)
+        loc = SourceLoc(file, last, len(lines[-1]) + 1 if lines else 1,
+                        lines[-1] if lines else "", 1)
+        return SpecError("unexpected end of file", loc, _expected(exc.accepts or exc.expected))
+    loc = SourceLoc(file, line, col, text, max(1, len(str(token))))
+    shown = str(token)
+    what = f"keyword '{shown}'" if shown in _KEYWORDS else f"'{shown}'"
+    return SpecError(f"unexpected {what}", loc, _expected(exc.accepts or exc.expected))
+
+
+def _expected(names) -> str:
+    words = sorted({_word(n) for n in names or ()})
+    return ", ".join(words) if words else "something else"
+
+
+def _word(name: str) -> str:
+    if name in _TERMINAL_WORDS:
+        return _TERMINAL_WORDS[name]
+    if name.startswith("__ANON") or name.isupper():
+        # Lark names keywords and punctuation after their text, e.g. RETURN or MORETHAN.
+        pattern = _parser().get_terminal(name).pattern
+        value = getattr(pattern, "value", name)
+        return f"'{value}'"
+    return name.lower()
+
+
+_ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
+
+
+def _unquote(token: str) -> str:
+    """The value of a string literal; only \\n, \\t, \\" and \\\\ are escapes."""
+    body, out, i = token[1:-1], [], 0
+    while i < len(body):
+        if body[i] == "\\" and i + 1 < len(body):
+            out.append(_ESCAPES.get(body[i + 1], body[i + 1]))
+            i += 2
+        else:
+            out.append(body[i])
+            i += 1
+    return "".join(out)
+
+
+class _ToAst(Transformer):
+    """Lark tree → `nasir.parse.ast`, attaching a `SourceLoc` to every node."""
+
+    def __init__(self, file: str, lines: list[str]):
+        super().__init__()
+        self.file = file
+        self.lines = lines
+
+    # -- locations
+    def _loc(self, meta_or_token) -> SourceLoc:
+        line = getattr(meta_or_token, "line", None) or 1
+        col = getattr(meta_or_token, "column", None) or 1
+        end_line = getattr(meta_or_token, "end_line", line)
+        end_col = getattr(meta_or_token, "end_column", col + 1)
+        text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+        length = (end_col - col) if end_line == line and end_col else len(text) - col + 1
+        return SourceLoc(self.file, line, col, text, max(1, length))
+
+    # -- top level
+    @v_args(meta=True)
+    def start(self, meta, items):
+        module = ast.Module(self.file)
+        for item in items:
+            if isinstance(item, ast.Import):
+                module.imports.append(item)
+            elif isinstance(item, ast.Const):
+                module.consts.append(item)
+            elif isinstance(item, ast.Definition):
+                module.definitions.append(item)
+            elif isinstance(item, ast.Alias):
+                module.aliases.append(item)
+        return module
+
+    @v_args(meta=True)
+    def import_stmt(self, meta, children):
+        return ast.Import(_unquote(children[0]), self._loc(meta))
+
+    @v_args(meta=True)
+    def const_stmt(self, meta, children):
+        return ast.Const(str(children[0]), children[1], self._loc(meta))
+
+    @v_args(meta=True)
+    def alias(self, meta, children):
+        kind, name, target, args = children
+        if kind != "network":
+            raise SpecError(f"only networks can be defined as `{kind} {name} = ...`",
+                            self._loc(name), expected=f"{kind} {name}(params) {{ ... }}")
+        return ast.Alias(str(name), str(target), args, self._loc(name))
+
+    def defkind(self, children):
+        return str(children[0])
+
+    @v_args(meta=True)
+    def definition(self, meta, children):
+        kind, name, params, body = children
+        doc = ""
+        if body and isinstance(body[0], str):
+            doc = body.pop(0)
+        return ast.Definition(kind, str(name), params or [], body, self._loc(name), doc)
+
+    def param_list(self, children):
+        return [c for c in children if c is not None]
+
+    @v_args(meta=True)
+    def param(self, meta, children):
+        name, type_, default = children
+        return ast.Param(str(name), str(type_) if type_ is not None else None, default,
+                         self._loc(name))
+
+    def body(self, children):
+        return [c for c in children if c is not None and not isinstance(c, Token)]
+
+    # -- statements
+    @v_args(meta=True)
+    def assign(self, meta, children):
+        *targets, value = children
+        return ast.Assign(self._loc(meta), [str(t) for t in targets], value)
+
+    @v_args(meta=True)
+    def return_stmt(self, meta, children):
+        return ast.Return(self._loc(meta), children[0])
+
+    @v_args(meta=True)
+    def for_stmt(self, meta, children):
+        *targets, iterable, body = children
+        return ast.For(self._loc(meta), [str(t) for t in targets], iterable, body)
+
+    @v_args(meta=True)
+    def if_stmt(self, meta, children):
+        test, body, *rest = children
+        branches = [(test, body)]
+        orelse = None
+        for clause in rest:
+            if clause is None:
+                continue
+            kind, payload = clause
+            if kind == "elif":
+                branches.append(payload)
+            else:
+                orelse = payload
+        return ast.If(self._loc(meta), branches, orelse)
+
+    def elif_clause(self, children):
+        return ("elif", (children[0], children[1]))
+
+    def else_clause(self, children):
+        return ("else", children[0])
+
+    @v_args(meta=True)
+    def scope_stmt(self, meta, children):
+        return ast.Scope(self._loc(meta), children[0], children[1])
+
+    @v_args(meta=True)
+    def input_stmt(self, meta, children):
+        name, shape = children
+        return ast.Input(self._loc(meta), str(name), shape)
+
+    def shape(self, children):
+        return tuple(int(part) for part in str(children[0]).split("x"))
+
+    def expr_stmt(self, children):
+        return _unquote(children[0])
+
+    @v_args(meta=True)
+    def label(self, meta, children):
+        child = children[0]
+        if isinstance(child, Token):
+            value = _unquote(child) if child.type == "STRING" else str(child)
+            return ast.Literal(self._loc(meta), value)
+        return child
+
+    # -- expressions
+    @v_args(meta=True)
+    def cond(self, meta, children):
+        return ast.Cond(self._loc(meta), *children)
+
+    @v_args(meta=True)
+    def pipe(self, meta, children):
+        source, stage = children
+        if isinstance(source, ast.Pipe):
+            source.stages.append(stage)
+            source.loc = self._loc(meta)
+            return source
+        return ast.Pipe(self._loc(meta), source, [stage])
+
+    @v_args(meta=True)
+    def stage(self, meta, children):
+        name, args, repeat, label = children
+        return ast.Call(self._loc(name), str(name), args or [], label, repeat)
+
+    def call_args(self, children):
+        return children[0] or []
+
+    def repeat(self, children):
+        return children[0]
+
+    @v_args(meta=True)
+    def call(self, meta, children):
+        name, args, label = children
+        return ast.Call(self._loc(name), str(name), args or [], label)
+
+    def arg_list(self, children):
+        return [c if isinstance(c, ast.Arg) else ast.Arg(c) for c in children if c is not None]
+
+    def kwarg(self, children):
+        return ast.Arg(children[1], name=str(children[0]))
+
+    def splat(self, children):
+        return ast.Arg(children[0], splat=True)
+
+    @v_args(meta=True)
+    def or_op(self, meta, children):
+        return ast.BoolOp(self._loc(meta), "or", *children)
+
+    @v_args(meta=True)
+    def and_op(self, meta, children):
+        return ast.BoolOp(self._loc(meta), "and", *children)
+
+    @v_args(meta=True)
+    def not_op(self, meta, children):
+        return ast.Not(self._loc(meta), children[0])
+
+    @v_args(meta=True)
+    def compare(self, meta, children):
+        left, op, right = children
+        return ast.Compare(self._loc(meta), op, left, right)
+
+    def cmp_op(self, children):
+        return str(children[0])
+
+    add_op = mul_op = cmp_op
+
+    @v_args(meta=True)
+    def binop(self, meta, children):
+        left, op, right = children
+        return ast.BinOp(self._loc(meta), op, left, right)
+
+    @v_args(meta=True)
+    def neg(self, meta, children):
+        return ast.Neg(self._loc(meta), children[0])
+
+    @v_args(meta=True)
+    def pow(self, meta, children):
+        return ast.BinOp(self._loc(meta), "**", children[0], children[1])
+
+    @v_args(meta=True)
+    def index(self, meta, children):
+        target, sub = children
+        if isinstance(sub, tuple):
+            return ast.Slice(self._loc(meta), target, sub[0], sub[1])
+        return ast.Index(self._loc(meta), target, sub)
+
+    def item(self, children):
+        return children[0]
+
+    def slice(self, children):
+        return (children[0], children[1])
+
+    @v_args(meta=True)
+    def attr(self, meta, children):
+        return ast.Attr(self._loc(meta), children[0], str(children[1]))
+
+    @v_args(meta=True)
+    def int(self, meta, children):
+        return ast.Literal(self._loc(meta), int(children[0]))
+
+    @v_args(meta=True)
+    def float(self, meta, children):
+        return ast.Literal(self._loc(meta), float(children[0]))
+
+    @v_args(meta=True)
+    def string(self, meta, children):
+        return ast.Literal(self._loc(meta), _unquote(children[0]))
+
+    @v_args(meta=True)
+    def true(self, meta, children):
+        return ast.Literal(self._loc(meta), True)
+
+    @v_args(meta=True)
+    def false(self, meta, children):
+        return ast.Literal(self._loc(meta), False)
+
+    @v_args(meta=True)
+    def name(self, meta, children):
+        return ast.Name(self._loc(meta), str(children[0]))
+
+    @v_args(meta=True)
+    def list(self, meta, children):
+        return ast.ListExpr(self._loc(meta), [c for c in children if c is not None])

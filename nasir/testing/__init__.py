@@ -1,0 +1,1 @@
+"""Hypothesis strategies for nasir specs and IR."""

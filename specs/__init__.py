@@ -1,0 +1,1 @@
+"""nasir's shipped .arch specs (package data): paper models and the standard library."""

@@ -1,0 +1,152 @@
+"""The .arch language: composition, wiring, repetition, tables, imports and parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import nasir
+from nasir.errors import SpecError
+
+
+def load(text: str, **params):
+    return nasir.load(text, text=True, **params)
+
+
+def test_pipe_builds_a_chain_with_inferred_channels():
+    ir = load("""
+    network net() {
+        input x: 3x8x8
+        return x >> conv(4, 3) >> bn >> relu
+    }""")
+    assert [n.op for n in ir.nodes()] == ["input", "conv", "bn", "relu"]
+    assert ir.node(ir.output).shape == (4, 8, 8)
+
+
+def test_named_values_and_a_value_used_twice_make_a_dag():
+    ir = load("""
+    network net() {
+        input x: 3x8x8
+        a = x >> conv(4, 1) as left
+        b = x >> conv(4, 3) as right
+        return concat(a, b, a)
+    }""")
+    out = ir.node(ir.output)
+    assert out.inputs == ("left", "right", "left")
+    assert out.shape == (12, 8, 8)
+
+
+def test_residual_add_and_mul_gate_by_operators():
+    ir = load("""
+    network net() {
+        input x: 4x8x8
+        y = x >> conv(4, 3)
+        g = y >> gap >> sigmoid
+        return y * g + x
+    }""")
+    assert [n.op for n in ir.nodes()][-2:] == ["mul", "add"]
+
+
+def test_channel_slice_by_subscript():
+    ir = load("""
+    network net() {
+        input x: 8x4x4
+        return x[2:6]
+    }""")
+    node = ir.node(ir.output)
+    assert (node.op, node.attrs.start, node.attrs.stop, node.shape) == ("slice", 2, 6, (4, 4, 4))
+
+
+def test_repeat_a_block_n_times_names_each_instance():
+    ir = load("""
+    block unit(x, c: int) { return x >> conv(c, 3) >> relu }
+    network net(n: int = 3) {
+        input x: 3x8x8
+        return x >> unit(5) * n
+    }""")
+    scopes = sorted({n.scope[0] for n in ir.nodes() if n.scope})
+    assert scopes == ["unit", "unit_1", "unit_2"]
+
+
+def test_a_table_of_rows_drives_a_loop():
+    ir = load("""
+    let cfgs = [[3, 8, 1], [5, 16, 2]]
+    network net() {
+        input x: 3x16x16
+        y = x
+        for k, c, s in cfgs { y = y >> conv(c, k, stride=s) }
+        return y
+    }""")
+    convs = [n for n in ir.nodes() if n.op == "conv"]
+    assert [(c.attrs.kernel, c.attrs.out, c.attrs.stride) for c in convs] == [(3, 8, 1),
+                                                                              (5, 16, 2)]
+    assert ir.node(ir.output).shape == (16, 8, 8)
+
+
+def test_functions_make_divisible_ceil_and_arithmetic():
+    ir = load("""
+    network net(w: float = 1.3) {
+        input x: 3x8x8
+        return x >> conv(make_divisible(16 * w, 4), 1) >> conv(ceil(7 / 2) + max(1, 2) * 2, 1)
+    }""")
+    convs = [n for n in ir.nodes() if n.op == "conv"]
+    assert [c.attrs.out for c in convs] == [20, 8]
+
+
+def test_set_overrides_a_network_parameter():
+    text = """
+    network net(width: int = 4) { input x: 3x8x8
+        return x >> conv(width, 1) }"""
+    assert load(text).node("conv").shape[0] == 4
+    assert load(text, width=9).node("conv").shape[0] == 9
+
+
+def test_imports_resolve_relative_to_the_importing_file(tmp_path: Path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "blocks.arch").write_text(
+        'import "more.arch"\nblock twice(x, c: int) { return x >> one(c) >> one(c) }\n')
+    (tmp_path / "lib" / "more.arch").write_text(
+        "block one(x, c: int) { return x >> conv(c, 3) }\n")
+    (tmp_path / "net.arch").write_text(
+        'import "lib/blocks.arch"\nnetwork net() { input x: 3x8x8\n return x >> twice(6) }\n')
+    ir = nasir.load(tmp_path / "net.arch")
+    assert [n.id for n in ir.nodes() if n.op == "conv"] == ["twice/one/conv", "twice/one_1/conv"]
+
+
+def test_import_cycle_is_reported_at_the_import(tmp_path: Path):
+    (tmp_path / "a.arch").write_text('import "b.arch"\n')
+    (tmp_path / "b.arch").write_text('import "a.arch"\n')
+    with pytest.raises(SpecError) as err:
+        nasir.load(tmp_path / "a.arch")
+    assert "import cycle" in err.value.message
+    assert err.value.loc.line == 1
+
+
+def test_scope_statements_and_labels_shape_node_ids():
+    ir = load("""
+    network net() {
+        input x: 3x8x8
+        scope stem { y = x >> conv(8, 3) as conv0 >> bn }
+        scope ("stage" + str(2)) { y = y >> relu as act }
+        return y
+    }""")
+    assert [n.id for n in ir.nodes()] == ["x", "stem/conv0", "stem/bn", "stage2/act"]
+
+
+def test_conditional_expression_only_builds_the_chosen_branch():
+    ir = load("""
+    block maybe(x, c: int) {
+        return if x.c == c then x else x >> conv(c, 1)
+    }
+    network net() { input x: 3x8x8
+        return x >> maybe(3) >> maybe(6) }""")
+    assert [n.op for n in ir.nodes()] == ["input", "conv"]
+
+
+def test_block_defaults_may_use_earlier_parameters():
+    ir = load("""
+    block b(x, c: int, mid: int = c * 4) { return x >> conv(mid, 1) >> conv(c, 1) }
+    network net() { input x: 3x8x8
+        return x >> b(2) }""")
+    assert [n.attrs.out for n in ir.nodes() if n.op == "conv"] == [8, 2]
