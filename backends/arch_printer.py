@@ -42,8 +42,9 @@ class _Printer:
                 open_scopes.pop()
                 lines.append("    " * (len(open_scopes) + 1) + "}")
             while len(open_scopes) < len(scope):
-                lines.append("    " * (len(open_scopes) + 1) + f"scope {scope[len(open_scopes)]} {{")
-                open_scopes.append(scope[len(open_scopes)])
+                name = scope[len(open_scopes)]
+                lines.append("    " * (len(open_scopes) + 1) + f"scope {name} {{")
+                open_scopes.append(name)
             lines.append("    " * (len(open_scopes) + 1) + self.statement(node))
         while open_scopes:
             open_scopes.pop()

@@ -6,7 +6,6 @@ compiled module and its generated source have the same module tree and parameter
 
 from __future__ import annotations
 
-import keyword
 from dataclasses import dataclass, field
 
 import torch.nn as nn

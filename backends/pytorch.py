@@ -8,12 +8,13 @@ straight graph. The generated-source backend writes the same steps out as Python
 from __future__ import annotations
 
 import importlib
+from functools import partial
 from typing import Any
 
 import torch
+from nasir.backends.program import ScopeProgram, Step, scope_program
 from torch import nn
 
-from nasir.backends.program import ScopeProgram, Step, scope_program
 from nasir.ir.graph import IR
 from nasir.ops import Function, Layer
 
@@ -58,10 +59,8 @@ class ScopeModule(nn.Module):
         env = dict(zip(self._inputs, args, strict=True))
         for kind, name, fn, ins, outs in self._steps:
             values = [env[i] for i in ins]
-            if kind == "module":
-                result = getattr(self, name)(*values)
-            else:
-                result = fn[0](*values, **fn[1])
+            call = getattr(self, name) if kind == "module" else partial(fn[0], **fn[1])
+            result = call(*values)
             if len(outs) == 1:
                 env[outs[0]] = result
             else:

@@ -28,7 +28,7 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TYPES = {"int", "float", "bool", "str", "list", "any"}
 
 
-class _Return(Exception):  # noqa: N818  (control flow, never escapes the elaborator)
+class _Return(Exception):
     def __init__(self, value: Any):
         self.value = value
 
@@ -176,10 +176,10 @@ class _Elaborator:
         method = getattr(self, "_eval_" + type(expr).__name__)
         return method(expr, frame)
 
-    def _eval_Literal(self, e: ast.Literal, frame: _Frame) -> Any:  # noqa: N802
+    def _eval_Literal(self, e: ast.Literal, frame: _Frame) -> Any:
         return e.value
 
-    def _eval_Name(self, e: ast.Name, frame: _Frame) -> Any:  # noqa: N802
+    def _eval_Name(self, e: ast.Name, frame: _Frame) -> Any:
         if e.id in frame.vars:
             return frame.vars[e.id]
         if e.id in self.globals:
@@ -191,28 +191,28 @@ class _Elaborator:
         raise SpecError(f"undefined name '{e.id}'{did_you_mean(e.id, visible)}", e.loc,
                         expected="a parameter, a variable assigned earlier, or a `let` constant")
 
-    def _eval_ListExpr(self, e: ast.ListExpr, frame: _Frame) -> list:  # noqa: N802
+    def _eval_ListExpr(self, e: ast.ListExpr, frame: _Frame) -> list:
         return [self.eval(item, frame) for item in e.items]
 
-    def _eval_Cond(self, e: ast.Cond, frame: _Frame) -> Any:  # noqa: N802
+    def _eval_Cond(self, e: ast.Cond, frame: _Frame) -> Any:
         return self.eval(e.then if self._truth(e.test, frame) else e.orelse, frame)
 
-    def _eval_Not(self, e: ast.Not, frame: _Frame) -> bool:  # noqa: N802
+    def _eval_Not(self, e: ast.Not, frame: _Frame) -> bool:
         return not self._truth(e.operand, frame)
 
-    def _eval_BoolOp(self, e: ast.BoolOp, frame: _Frame) -> bool:  # noqa: N802
+    def _eval_BoolOp(self, e: ast.BoolOp, frame: _Frame) -> bool:
         left = self._truth(e.left, frame)
         if e.op == "and":
             return left and self._truth(e.right, frame)
         return left or self._truth(e.right, frame)
 
-    def _eval_Neg(self, e: ast.Neg, frame: _Frame) -> Any:  # noqa: N802
+    def _eval_Neg(self, e: ast.Neg, frame: _Frame) -> Any:
         value = self.eval(e.operand, frame)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise SpecError(f"cannot negate {type_name(value)}", e.loc, expected="a number")
         return -value
 
-    def _eval_Compare(self, e: ast.Compare, frame: _Frame) -> bool:  # noqa: N802
+    def _eval_Compare(self, e: ast.Compare, frame: _Frame) -> bool:
         left, right = self.eval(e.left, frame), self.eval(e.right, frame)
         if isinstance(left, TensorValue) or isinstance(right, TensorValue):
             raise SpecError("tensors cannot be compared; compare their shapes (x.c, x.h)",
@@ -223,14 +223,14 @@ class _Elaborator:
             raise SpecError(f"cannot compare {type_name(left)} {e.op} {type_name(right)}",
                             e.loc, expected="two numbers, or two strings") from None
 
-    def _eval_BinOp(self, e: ast.BinOp, frame: _Frame) -> Any:  # noqa: N802
+    def _eval_BinOp(self, e: ast.BinOp, frame: _Frame) -> Any:
         left, right = self.eval(e.left, frame), self.eval(e.right, frame)
         if isinstance(left, TensorValue) and isinstance(right, TensorValue) and e.op in "+*":
             op = "add" if e.op == "+" else "mul"
             return self._op_call(op, [left, right], {}, None, e.loc)
         return _arith(e.op, left, right, e.loc)
 
-    def _eval_Index(self, e: ast.Index, frame: _Frame) -> Any:  # noqa: N802
+    def _eval_Index(self, e: ast.Index, frame: _Frame) -> Any:
         target, index = self.eval(e.target, frame), self.eval(e.index, frame)
         if isinstance(target, TensorValue):
             raise SpecError("tensors are sliced by channel ranges", e.loc,
@@ -244,7 +244,7 @@ class _Elaborator:
                             e.index.loc, expected=f"an index from 0 to {len(target) - 1}")
         return target[index]
 
-    def _eval_Slice(self, e: ast.Slice, frame: _Frame) -> Any:  # noqa: N802
+    def _eval_Slice(self, e: ast.Slice, frame: _Frame) -> Any:
         target = self.eval(e.target, frame)
         start = self._opt_int(e.start, frame)
         stop = self._opt_int(e.stop, frame)
@@ -268,7 +268,7 @@ class _Elaborator:
             raise SpecError(f"slice bounds must be ints, got {type_name(value)}", expr.loc)
         return value
 
-    def _eval_Attr(self, e: ast.Attr, frame: _Frame) -> Any:  # noqa: N802
+    def _eval_Attr(self, e: ast.Attr, frame: _Frame) -> Any:
         target = self.eval(e.target, frame)
         if not isinstance(target, TensorValue):
             raise SpecError(f"{type_name(target)} has no attribute '{e.name}'", e.loc)
@@ -281,7 +281,7 @@ class _Elaborator:
                             expected=f"one of {', '.join(fields)}")
         return fields[e.name]
 
-    def _eval_Pipe(self, e: ast.Pipe, frame: _Frame) -> Any:  # noqa: N802
+    def _eval_Pipe(self, e: ast.Pipe, frame: _Frame) -> Any:
         value = self.eval(e.source, frame)
         for stage in e.stages:
             if not isinstance(value, TensorValue):
@@ -290,7 +290,7 @@ class _Elaborator:
             value = self._eval_Call(stage, frame, piped=value)
         return value
 
-    def _eval_Call(self, e: ast.Call, frame: _Frame,  # noqa: N802
+    def _eval_Call(self, e: ast.Call, frame: _Frame,
                    piped: TensorValue | None = None) -> Any:
         times = 1
         if e.repeat is not None:
@@ -412,7 +412,7 @@ class _Elaborator:
         except _Return as ret:
             return ret.value
         except SpecError as err:
-            raise err.with_trace([l for _, l in reversed(self.stack)]) from None
+            raise err.with_trace([where for _, where in reversed(self.stack)]) from None
         finally:
             self.stack.pop()
         raise SpecError(f"{d.kind} '{d.name}' ended without `return`", d.loc,
@@ -520,7 +520,9 @@ class _Elaborator:
                 shape = "x".join(map(str, tensors[i].shape))
                 notes.append(Note(f"input {i} is {tensors[i].node} ({shape}), made here",
                                   producer.loc))
-        return SpecError(f"{name}: {exc.message}", loc, notes=notes)
+        # Most shape rules already name their op ("conv window ..."); avoid "conv: conv ...".
+        message = exc.message if exc.message.startswith(name) else f"{name}: {exc.message}"
+        return SpecError(message, loc, notes=notes)
 
     # ---- scopes ----------------------------------------------------------------------
     def _unique(self, base: str) -> str:

@@ -1,0 +1,60 @@
+"""AdderNet's adder layer (Chen et al., CVPR 2020): Y = -Σ|X - W| in place of a convolution.
+
+Its MACs are the |x - w| accumulations of a same-shaped convolution, so it stands beside
+conv layers in `macs`; but it performs no multiplication: each term is one subtraction and
+one accumulation (the paper's Table 1 counts AddNN as 0 #Mul and 2x the CNN's #Add).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+
+from nasir.ir.graph import Shape
+from nasir.ops.base import DENSE, Attrs, Cost, Layer, OpDef, conv_out, numel, spatial
+from nasir.ops.conv import check_window
+from nasir.ops.registry import register
+
+
+class AdderAttrs(Attrs):
+    out: PositiveInt
+    kernel: PositiveInt
+    stride: PositiveInt = 1
+    pad: NonNegativeInt | None = None
+    bias: bool = False
+    eta: float = Field(0.2, gt=0.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _same_padding(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("pad") is None and isinstance(
+            data.get("kernel"), int
+        ):
+            data = {**data, "pad": (data["kernel"] - 1) // 2}
+        return data
+
+
+@register
+class Adder(OpDef):
+    name = "adder"
+    Attrs = AdderAttrs
+    positional = ("out", "kernel", "stride", "pad")
+    doc = ("adder layer (AdderNet): adder(out, kernel, stride=1, pad=same, bias=false, eta=0.2); "
+           "eta scales the adaptive learning rate")
+    flop_counter_visible = False  # no conv/matmul inside: FlopCounterMode sees none of it
+
+    def infer(self, a: AdderAttrs, ins: list[Shape]) -> Shape:
+        _, h, w = spatial(ins[0], self.name)
+        check_window(self.name, h, w, a.kernel, a.pad)
+        return (a.out, conv_out(h, a.kernel, a.stride, a.pad),
+                conv_out(w, a.kernel, a.stride, a.pad))
+
+    def cost(self, a: AdderAttrs, ins: list[Shape], out: Shape) -> Cost:
+        terms = numel(out) * ins[0][0] * a.kernel * a.kernel
+        params = a.out * ins[0][0] * a.kernel * a.kernel + (a.out if a.bias else 0)
+        return Cost(params=params, macs=terms, muls=0, adds=2 * terms, kind=DENSE)
+
+    def lower(self, a: AdderAttrs, ins: list[Shape], out: Shape) -> Layer:
+        return Layer("nasir.layers.adder.Adder2d", (ins[0][0], a.out, a.kernel),
+                     {"stride": a.stride, "padding": a.pad, "bias": a.bias, "eta": a.eta})
