@@ -37,7 +37,7 @@ def _only_network(program) -> str:
     return names[0]
 
 
-def compile(spec: str | Path | IR, network: str | None = None,  # noqa: A001
+def compile(spec: str | Path | IR, network: str | None = None,
             input: Shape | str | None = None, **params: Any):
     """Build a trainable `torch.nn.Module` from a spec (or from IR)."""
     from nasir.backends.pytorch import to_module
