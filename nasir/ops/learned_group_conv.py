@@ -103,6 +103,9 @@ class LearnedGroupConvOp(OpDef):
         )
 
 
+_LINEAR = Linear()  # condensing_linear trains, counts and lowers as this layer
+
+
 class CondensingLinearAttrs(LinearAttrs):
     keep: float = Field(0.5, gt=0.0, le=1.0)
 
@@ -121,7 +124,7 @@ class CondensingLinearOp(OpDef):
     )
 
     def infer(self, a: CondensingLinearAttrs, ins: list[Shape]) -> Shape:
-        out = Linear().infer(a, ins)
+        out = _LINEAR.infer(a, ins)
         if kept_features(ins[0][0], a.keep) < 1:
             raise ShapeError(
                 f"keep={a.keep} of {ins[0][0]} input features keeps none of them", (0,)
@@ -129,13 +132,13 @@ class CondensingLinearOp(OpDef):
         return out
 
     def cost(self, a: CondensingLinearAttrs, ins: list[Shape], out: Shape) -> Cost:
-        training = Linear().cost(a, ins, out)
+        training = _LINEAR.cost(a, ins, out)
         kept = (kept_features(ins[0][0], a.keep),)
-        condensed = Linear().cost(a, [kept], out)
+        condensed = _LINEAR.cost(a, [kept], out)
         return replace(training, condensed=condensed)
 
     def lower(self, a: CondensingLinearAttrs, ins: list[Shape], out: Shape) -> Layer:
-        return Linear().lower(a, ins, out)
+        return _LINEAR.lower(a, ins, out)
 
 
 def kept_features(in_features: int, keep: float) -> int:

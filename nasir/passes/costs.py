@@ -73,7 +73,8 @@ class CountingPolicy:
                 f"muls/adds/flops count {', '.join(counted)}")
         if skipped:
             text += f"; not counted: {', '.join(skipped)}"
-        text += ("; learned group convs counted condensed (1/C of connections)" if self.condensed
+        text += ("; learned group convs counted condensed (1/C of connections), condensing "
+                 "linears with int(in*keep) inputs" if self.condensed
                  else "; learned group convs counted in training form (all connections)")
         return text + "; params include BN affine weights, not running statistics."
 
