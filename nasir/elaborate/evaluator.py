@@ -51,6 +51,7 @@ class _Elaborator:
         self.globals: dict[str, Any] = {}
         self.scope: list[str] = []
         self.used: dict[tuple[str, ...], set[str]] = {}
+        self.next_suffix: dict[tuple[tuple[str, ...], str], int] = {}
         self.stack: list[tuple[str, SourceLoc]] = []
         self.ir: IR | None = None
         self.input_shape: Shape | None = None
@@ -526,12 +527,17 @@ class _Elaborator:
 
     # ---- scopes ----------------------------------------------------------------------
     def _unique(self, base: str) -> str:
-        used = self.used.setdefault(tuple(self.scope), set())
-        name, k = base, 0
+        scope = tuple(self.scope)
+        used = self.used.setdefault(scope, set())
+        # Names are never released, so the next free suffix for `base` is never below the
+        # last one handed out; resuming there keeps `x >> relu * 10000` linear, not quadratic.
+        k = self.next_suffix.get((scope, base), 0)
+        name = f"{base}_{k}" if k else base
         while name in used:
             k += 1
             name = f"{base}_{k}"
         used.add(name)
+        self.next_suffix[(scope, base)] = k + 1
         return name
 
     def _scope(self, label: str, kind: tuple[str, str] | None):

@@ -113,9 +113,9 @@ class OpDef:
 def spatial(shape: Shape, op: str, index: int = 0) -> tuple[int, int, int]:
     """(C, H, W) of a feature map, or a ShapeError naming the op."""
     if len(shape) != 3:
-        raise ShapeError(
-            f"{op} expects a feature map CxHxW, got a flat vector of {shape[0]} features", (index,)
-        )
+        got = (f"a flat vector of {shape[0]} features" if len(shape) == 1
+               else f"a {'x'.join(map(str, shape))} tensor")
+        raise ShapeError(f"{op} expects a feature map CxHxW, got {got}", (index,))
     return shape  # type: ignore[return-value]
 
 
