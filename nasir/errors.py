@@ -48,7 +48,7 @@ class SpecError(Exception):
     loc: SourceLoc | None = None
     expected: str | None = None
     notes: list[Note] = field(default_factory=list)
-    trace: list[SourceLoc] = field(default_factory=list)
+    trace: list[tuple[str, SourceLoc]] = field(default_factory=list)  # (block, call site)
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
@@ -69,11 +69,11 @@ class SpecError(Exception):
             lines.append(f"note: {where}{note.message}")
             if note.loc and note.loc.line_text:
                 lines.append(note.loc.excerpt())
-        for call in self.trace:
-            lines.append(f"  in a call at {call}")
+        for block, call in self.trace:
+            lines.append(f"  in {block}, called at {call}")
         return "\n".join(lines)
 
-    def with_trace(self, trace: list[SourceLoc]) -> SpecError:
+    def with_trace(self, trace: list[tuple[str, SourceLoc]]) -> SpecError:
         """Attach the chain of block calls that led here (innermost first), once."""
         if not self.trace:
             self.trace = list(trace)

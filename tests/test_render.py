@@ -38,3 +38,16 @@ def test_svg_is_produced_and_names_the_blocks(tmp_path):
 def test_unknown_format_is_a_user_error():
     with pytest.raises(SpecError, match="cannot render"):
         render(nasir.load("resnet20"), fmt="gif")
+
+
+@needs_dot
+def test_nasnet_a_mobile_renders_its_cells_as_clusters():
+    """Issue: a readable NASNet-A Mobile diagram, cells as clusters, costs on nodes."""
+    ir = nasir.load("nasnet_a_mobile")
+    svg = render(ir, fmt="svg", depth=1).decode()
+    assert "<svg" in svg
+    for cell in ("cell_stem_0", "cell_0", "reduction_cell_0", "reduction_cell_1", "cell_11"):
+        assert f">{cell}<" in svg
+    assert "cell nasnet_a_normal" in svg and "cell nasnet_a_reduction" in svg
+    full = render(ir, fmt="dot").decode()
+    assert full.count("subgraph cluster_") >= 14  # 2 stem cells + 12 cells, at least

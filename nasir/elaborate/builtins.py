@@ -111,7 +111,13 @@ def _str(v: Any) -> str:
     raise BuiltinError(f"str() expects a number or string, got {type_name(v)}")
 
 
+def _error(message: Any) -> None:
+    """Let a spec reject its own arguments with a located message: `error("bad op " + op)`."""
+    raise BuiltinError(str(message))
+
+
 BUILTINS: dict[str, Callable[..., Any]] = {
+    "error": _error,
     "ceil": _unary("ceil", math.ceil),
     "floor": _unary("floor", math.floor),
     "round": _unary("round", round),

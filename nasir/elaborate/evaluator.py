@@ -413,7 +413,7 @@ class _Elaborator:
         except _Return as ret:
             return ret.value
         except SpecError as err:
-            raise err.with_trace([where for _, where in reversed(self.stack)]) from None
+            raise err.with_trace(list(reversed(self.stack))) from None
         finally:
             self.stack.pop()
         raise SpecError(f"{d.kind} '{d.name}' ended without `return`", d.loc,
