@@ -268,3 +268,16 @@ def test_bad_sizes_raise_value_error(
 def test_progress_outside_unit_interval_raises() -> None:
     with pytest.raises(ValueError, match="progress"):
         LearnedGroupConv(4, 4, groups=2).update_progress(1.5)
+
+
+def test_model_level_helpers_drive_every_learned_group_conv() -> None:
+    from nasir.layers.learned_group_conv import group_lasso, update_condensation
+
+    model = torch.nn.Sequential(LearnedGroupConv(8, 8, 4), torch.nn.ReLU(),
+                                LearnedGroupConv(8, 16, 4))
+    expected = model[0].lasso_loss() + model[2].lasso_loss()
+    assert torch.allclose(group_lasso(model), expected)
+    assert update_condensation(model, 0.2) == 2  # first condensing stage reached by both
+    assert all(layer.kept_columns().sum(1).eq(6).all() for layer in (model[0], model[2]))
+    assert update_condensation(model, 0.2) == 0
+    assert group_lasso(torch.nn.Linear(2, 2)).item() == 0.0

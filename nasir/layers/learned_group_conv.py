@@ -272,3 +272,23 @@ class CondensedGroupConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.shuffle(self.conv(self.select(x)))
+
+
+def update_condensation(module: nn.Module, progress: float) -> int:
+    """Advance every LearnedGroupConv in `module` to training `progress` in [0, 1].
+
+    Call it once per iteration with (epoch·batches + i)/(epochs·batches), as the official
+    training loop does; returns how many layers changed their mask.
+    """
+    return sum(layer.update_progress(progress) for layer in module.modules()
+               if isinstance(layer, LearnedGroupConv))
+
+
+def group_lasso(module: nn.Module) -> Tensor:
+    """Σ of `lasso_loss()` over every LearnedGroupConv: add λ times it to the training loss
+    (CondenseNet's group-lasso regulariser; the ImageNet recipe uses λ = 1e-5)."""
+    terms = [layer.lasso_loss() for layer in module.modules()
+             if isinstance(layer, LearnedGroupConv)]
+    if not terms:
+        return torch.zeros(())
+    return torch.stack(terms).sum()
