@@ -47,11 +47,11 @@ CASES = [
     Case("syntax_stray_token.arch", "4:27", "unexpected ')'", "'return'"),
     Case("unknown_op.arch", "4:17", "unknown op or block 'covn' (did you mean 'conv'?)",
          "a primitive op (see `nasir ops`)"),
-    Case("unknown_op_param.arch", "4:34", "conv has no parameter 'strid' "
+    Case("unknown_op_param.arch", "4:28", "conv has no parameter 'strid' "
          "(did you mean 'stride'?)", "parameters of conv: out, kernel, stride"),
-    Case("float_for_int.arch", "4:35", "conv parameter 'stride': input should be a valid "
+    Case("float_for_int.arch", "4:28", "conv parameter 'stride': input should be a valid "
          "integer (got 1.5, float)", "conv(out, kernel"),
-    Case("string_for_int.arch", "5:32", "conv parameter 'kernel': input should be a valid "
+    Case("string_for_int.arch", "5:25", "conv parameter 'kernel': input should be a valid "
          "integer (got '3', str)", "conv(out, kernel"),
     Case("undefined_name.arch", "4:22", "undefined name 'widht' (did you mean 'width'?)",
          "a parameter, a variable assigned earlier"),
@@ -83,7 +83,7 @@ CASES = [
          "a block or cell", args=("--network", "net")),
     Case("too_many_tensor_inputs.arch", "7:12", "block 'unit' takes 1 tensor input(s), got 2",
          "inputs (x)"),
-    Case("unknown_block_param.arch", "6:31", "block 'unit' has no parameter 'strid' "
+    Case("unknown_block_param.arch", "6:25", "block 'unit' has no parameter 'strid' "
          "(did you mean 'stride'?)", "one of: c, stride"),
     Case("unknown_type.arch", "2:15", "unknown type 'integer' for parameter 'c' "
          "(did you mean 'int'?)", "any, bool, float, int, list, str"),

@@ -335,9 +335,10 @@ class _Elaborator:
                     raise SpecError(f"* expands a list, got {type_name(value)}", arg.value.loc)
                 positional.extend(value)
             elif arg.name is not None:
+                where = arg.loc or arg.value.loc
                 if arg.name in named:
-                    raise SpecError(f"argument '{arg.name}' given twice", arg.value.loc)
-                named[arg.name] = (value, arg.value.loc)
+                    raise SpecError(f"argument '{arg.name}' given twice", where)
+                named[arg.name] = (value, where)
             else:
                 if named:
                     raise SpecError("positional argument after a named one", arg.value.loc,

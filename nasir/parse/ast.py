@@ -90,6 +90,7 @@ class Arg:
     value: Expr
     name: str | None = None
     splat: bool = False
+    loc: SourceLoc | None = None  # for `name=value`: the whole text, name first
 
 
 @dataclass

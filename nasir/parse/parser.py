@@ -284,8 +284,9 @@ class _ToAst(Transformer):
     def arg_list(self, children):
         return [c if isinstance(c, ast.Arg) else ast.Arg(c) for c in children if c is not None]
 
-    def kwarg(self, children):
-        return ast.Arg(children[1], name=str(children[0]))
+    @v_args(meta=True)
+    def kwarg(self, meta, children):
+        return ast.Arg(children[1], name=str(children[0]), loc=self._loc(meta))
 
     def splat(self, children):
         return ast.Arg(children[0], splat=True)
