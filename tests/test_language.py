@@ -150,3 +150,13 @@ def test_block_defaults_may_use_earlier_parameters():
     network net() { input x: 3x8x8
         return x >> b(2) }""")
     assert [n.attrs.out for n in ir.nodes() if n.op == "conv"] == [8, 2]
+
+
+def test_input_shape_may_be_computed_from_parameters():
+    text = """network net(size: int = 32) {
+        input x: [3, size, size]
+        return x >> conv(4, 3, stride=2) }"""
+    assert load(text).node("conv").shape == (4, 16, 16)
+    assert load(text, size=64).node("conv").shape == (4, 32, 32)
+    with pytest.raises(SpecError, match="input shape must be 1 to 3 positive ints"):
+        load(text, size=0)

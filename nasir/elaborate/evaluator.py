@@ -165,12 +165,23 @@ class _Elaborator:
             raise SpecError("`input` may only appear in a network", stmt.loc,
                             expected="block inputs declared as untyped parameters")
         shape = stmt.shape
+        if isinstance(shape, ast.Expr):
+            shape = self._shape_value(shape, frame)
         if self.input_shape is not None:
             if self.ir and self.ir.inputs:
                 raise SpecError("--input given, but the network has several inputs", stmt.loc)
             shape = tuple(self.input_shape)
         node = self._add_node("input", {"shape": tuple(shape)}, [], stmt.name, stmt.loc)
         frame.vars[stmt.name] = node
+
+    def _shape_value(self, expr: ast.Expr, frame: _Frame) -> tuple[int, ...]:
+        value = self.eval(expr, frame)
+        dims = value if isinstance(value, list) else [value]
+        if not 1 <= len(dims) <= 3 or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
+            raise SpecError(f"an input shape must be 1 to 3 positive ints, got {value!r}",
+                            expr.loc, expected="e.g. 3x224x224 or [3, size, size]")
+        return tuple(dims)
 
     # ---- expressions -----------------------------------------------------------------
     def eval(self, expr: ast.Expr, frame: _Frame) -> Any:

@@ -157,7 +157,7 @@ class Scope(Stmt):
 @dataclass
 class Input(Stmt):
     name: str
-    shape: tuple[int, ...]
+    shape: tuple[int, ...] | Expr
 
 
 # ---- top level ---------------------------------------------------------------------

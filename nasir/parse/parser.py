@@ -235,10 +235,9 @@ class _ToAst(Transformer):
     @v_args(meta=True)
     def input_stmt(self, meta, children):
         name, shape = children
+        if isinstance(shape, Token):
+            shape = tuple(int(part) for part in str(shape).split("x"))
         return ast.Input(self._loc(meta), str(name), shape)
-
-    def shape(self, children):
-        return tuple(int(part) for part in str(children[0]).split("x"))
 
     def expr_stmt(self, children):
         return _unquote(children[0])
