@@ -535,7 +535,9 @@ class _Elaborator:
                                   producer.loc))
         # Most shape rules already name their op ("conv window ..."); avoid "conv: conv ...".
         message = exc.message if exc.message.startswith(name) else f"{name}: {exc.message}"
-        return SpecError(message, loc, notes=notes)
+        op = get_op(name)
+        return SpecError(message, loc, expected=f"inputs valid for {name} ({op.doc})" if op.doc else None,
+                         notes=notes)
 
     # ---- scopes ----------------------------------------------------------------------
     def _unique(self, base: str) -> str:
