@@ -7,17 +7,15 @@ one accumulation (the paper's Table 1 counts AddNN as 0 #Mul and 2x the CNN's #A
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt
 
 from nasir.ir.graph import Shape
-from nasir.ops.base import DENSE, Attrs, Cost, Layer, OpDef, conv_out, numel, spatial
-from nasir.ops.conv import check_window
+from nasir.ops.base import DENSE, Cost, Layer, OpDef, conv_out, numel, spatial
+from nasir.ops.conv import SamePaddingAttrs, check_window
 from nasir.ops.registry import register
 
 
-class AdderAttrs(Attrs):
+class AdderAttrs(SamePaddingAttrs):
     out: PositiveInt
     kernel: PositiveInt
     stride: PositiveInt = 1
@@ -25,14 +23,6 @@ class AdderAttrs(Attrs):
     bias: bool = False
     eta: float = Field(0.2, gt=0.0)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _same_padding(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("pad") is None and isinstance(
-            data.get("kernel"), int
-        ):
-            data = {**data, "pad": (data["kernel"] - 1) // 2}
-        return data
 
 
 @register

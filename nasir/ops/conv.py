@@ -11,7 +11,21 @@ from nasir.ops.base import DENSE, Attrs, Cost, Layer, OpDef, ShapeError, conv_ou
 from nasir.ops.registry import register
 
 
-class ConvAttrs(Attrs):
+class SamePaddingAttrs(Attrs):
+    """Attributes with `kernel`, `pad` (and maybe `dilation`): a missing `pad` keeps the size
+    at stride 1 for odd kernels (PyTorch 'same')."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _same_padding(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("pad") is None:
+            kernel, dilation = data.get("kernel"), data.get("dilation", 1)
+            if isinstance(kernel, int) and isinstance(dilation, int):
+                data = {**data, "pad": dilation * (kernel - 1) // 2}
+        return data
+
+
+class ConvAttrs(SamePaddingAttrs):
     out: PositiveInt
     kernel: PositiveInt
     stride: PositiveInt = 1
@@ -20,15 +34,6 @@ class ConvAttrs(Attrs):
     groups: PositiveInt = 1
     bias: bool = False
 
-    @model_validator(mode="before")
-    @classmethod
-    def _same_padding(cls, data: Any) -> Any:
-        """Default padding keeps the size at stride 1 for odd kernels (PyTorch 'same')."""
-        if isinstance(data, dict) and data.get("pad") is None:
-            kernel, dilation = data.get("kernel"), data.get("dilation", 1)
-            if isinstance(kernel, int) and isinstance(dilation, int):
-                data = {**data, "pad": dilation * (kernel - 1) // 2}
-        return data
 
 
 def check_window(op: str, h: int, w: int, kernel: int, pad: int, dilation: int = 1) -> None:
