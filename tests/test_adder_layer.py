@@ -13,6 +13,7 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,7 @@ SHAPES = [
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _single_thread():
+def _single_thread() -> Iterator[None]:
     """These tests run thousands of tiny kernels, where OpenMP fork/join (and spinning on a
     busy machine) costs more than the work; the previous thread count is restored after."""
     threads = torch.get_num_threads()
