@@ -94,7 +94,7 @@ class _Elaborator:
                 if arg.name is None or arg.splat:
                     raise SpecError("a network alias binds parameters by name", arg.value.loc,
                                     expected="name=value")
-                bound[arg.name] = self.eval(arg.value, _Frame())
+                bound[arg.name] = (self.eval(arg.value, _Frame()), arg.loc or arg.value.loc)
             return target, bound
         definition = program.definitions.get(name)
         if definition is None or definition.kind != "network":
@@ -437,9 +437,12 @@ class _Elaborator:
         known = {p.name for p in d.hyper}
         for name, value in bound.items():
             if name not in known:
-                vloc = value[1] if isinstance(value, tuple) else loc
+                # Values without a location come from outside the spec (--set, keywords).
+                inside = isinstance(value, tuple)
                 raise SpecError(f"{d.kind} '{d.name}' has no parameter '{name}'"
-                                f"{did_you_mean(name, sorted(known))}", vloc,
+                                f"{did_you_mean(name, sorted(known))}"
+                                f"{'' if inside else ' (given with --set or as a keyword)'}",
+                                value[1] if inside else loc,
                                 expected=f"one of: {', '.join(sorted(known)) or '(none)'}")
         if d.kind == "network" and d.inputs:
             raise SpecError(f"network '{d.name}' parameters need types", d.inputs[0].loc,
