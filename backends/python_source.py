@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from nasir.backends.program import ScopeProgram, Step, scope_program
 from nasir.backends.pytorch import resolve
-
 from nasir.ir.graph import IR
 from nasir.ops import Function, Layer
 

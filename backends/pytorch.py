@@ -12,9 +12,9 @@ from functools import partial
 from typing import Any
 
 import torch
-from nasir.backends.program import ScopeProgram, Step, scope_program
 from torch import nn
 
+from nasir.backends.program import ScopeProgram, Step, scope_program
 from nasir.ir.graph import IR
 from nasir.ops import Function, Layer
 

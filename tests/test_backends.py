@@ -7,9 +7,9 @@ from __future__ import annotations
 import ast
 
 import torch
-from nasir.backends.python_source import to_python
 
 import nasir
+from nasir.backends.python_source import to_python
 
 RESNET20_CONVS = 1 + 3 * 3 * 2 + 2  # stem, 9 basic blocks of 2 convs, 2 projection shortcuts
 

@@ -160,3 +160,15 @@ def test_input_shape_may_be_computed_from_parameters():
     assert load(text, size=64).node("conv").shape == (4, 32, 32)
     with pytest.raises(SpecError, match="input shape must be 1 to 3 positive ints"):
         load(text, size=0)
+
+
+def test_a_runaway_loop_is_stopped_with_a_located_error(monkeypatch):
+    from nasir.elaborate import evaluator
+
+    monkeypatch.setattr(evaluator, "MAX_STEPS", 1000)
+    with pytest.raises(SpecError, match="ran more than 1,000 statements") as err:
+        load("""network net() {
+            input x: 3x8x8
+            for i in range(100) { for j in range(100) { a = i * j } }
+            return x }""")
+    assert err.value.loc.line == 3

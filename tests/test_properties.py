@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nasir.backends.arch_printer import to_arch
-from nasir.backends.python_source import to_python
 
 import nasir
+from nasir.backends.arch_printer import to_arch
+from nasir.backends.python_source import to_python
 from nasir.ir.graph import IR
 from nasir.passes.costs import CountingPolicy, Totals, count_costs
 from nasir.passes.shapes import infer_shapes

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from nasir.backends.graphviz_render import render
 
 import nasir
+from nasir.backends.graphviz_render import render
 from nasir.errors import SpecError
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot not installed")

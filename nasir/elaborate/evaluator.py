@@ -24,6 +24,7 @@ from nasir.parse import ast
 from nasir.parse.loader import Program
 
 MAX_NODES = 500_000
+MAX_STEPS = 5_000_000  # statements executed; stops runaway loops with a located error
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TYPES = {"int", "float", "bool", "str", "list", "any"}
 
@@ -53,6 +54,7 @@ class _Elaborator:
         self.used: dict[tuple[str, ...], set[str]] = {}
         self.next_suffix: dict[tuple[tuple[str, ...], str], int] = {}
         self.stack: list[tuple[str, SourceLoc]] = []
+        self.steps = 0
         self.ir: IR | None = None
         self.input_shape: Shape | None = None
 
@@ -110,6 +112,10 @@ class _Elaborator:
             self.exec(stmt, frame)
 
     def exec(self, stmt: ast.Stmt, frame: _Frame) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise SpecError(f"the spec ran more than {MAX_STEPS:,} statements; is a loop "
+                            "too long?", stmt.loc, expected="loops of a reasonable length")
         if isinstance(stmt, ast.Assign):
             self._assign(stmt.targets, self.eval(stmt.value, frame), frame, stmt.loc)
         elif isinstance(stmt, ast.Return):
@@ -538,9 +544,9 @@ class _Elaborator:
                                   producer.loc))
         # Most shape rules already name their op ("conv window ..."); avoid "conv: conv ...".
         message = exc.message if exc.message.startswith(name) else f"{name}: {exc.message}"
-        op = get_op(name)
-        return SpecError(message, loc, expected=f"inputs valid for {name} ({op.doc})" if op.doc else None,
-                         notes=notes)
+        doc = get_op(name).doc
+        expected = f"inputs valid for {name} ({doc})" if doc else None
+        return SpecError(message, loc, expected=expected, notes=notes)
 
     # ---- scopes ----------------------------------------------------------------------
     def _unique(self, base: str) -> str:
