@@ -172,3 +172,11 @@ def test_a_runaway_loop_is_stopped_with_a_located_error(monkeypatch):
             for i in range(100) { for j in range(100) { a = i * j } }
             return x }""")
     assert err.value.loc.line == 3
+
+
+def test_a_block_may_not_hide_a_primitive_op():
+    with pytest.raises(SpecError, match="'relu' is the name of a primitive op") as err:
+        load("""block relu(x) { return x }
+        network net() { input x: 3x8x8
+            return x >> relu }""")
+    assert err.value.loc.line == 1

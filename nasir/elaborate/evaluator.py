@@ -60,6 +60,7 @@ class _Elaborator:
 
     # ---- entry -----------------------------------------------------------------------
     def network(self, name: str, overrides: dict[str, Any], input_shape: Shape | None) -> IR:
+        self._check_definition_names()
         for const in self.program.consts:
             self.globals[const.name] = self.eval(const.value, _Frame())
         definition, bound = self._resolve_network(name)
@@ -83,6 +84,15 @@ class _Elaborator:
             raise SpecError(f"network '{name}' declares no input", definition.loc,
                             expected="a statement such as `input x: 3x224x224`")
         return self.ir
+
+    def _check_definition_names(self) -> None:
+        """A definition may not take the name of a primitive op or builtin it would hide."""
+        named = [*self.program.definitions.values(), *self.program.aliases.values()]
+        for d in named:
+            if get_op(d.name) is not None or d.name in BUILTINS:
+                what = "primitive op" if get_op(d.name) else "builtin function"
+                raise SpecError(f"'{d.name}' is the name of a {what}", d.loc,
+                                expected="another name for this definition")
 
     def _resolve_network(self, name: str) -> tuple[ast.Definition, dict[str, Any]]:
         program = self.program
