@@ -107,7 +107,7 @@ CASES = [
          "16x8x8 and 8x1x1", notes=("4:14", "5:35")),
     Case("unpack_mismatch.arch", "5:20", "cannot unpack a list of 2 into 3 names",
          "a list of exactly 3 items"),
-    Case("no_input.arch", "3:9", "conv takes 1 tensor input(s), got 0", "`x >> conv(...)`"),
+    Case("no_input.arch", "2:9", "network 'net' declares no input", "`input x: 3x224x224`"),
 ]
 # Files that only exist to be imported by a case.
 HELPERS = {"import_cycle_b.arch"}

@@ -180,3 +180,51 @@ def test_a_block_may_not_hide_a_primitive_op():
         network net() { input x: 3x8x8
             return x >> relu }""")
     assert err.value.loc.line == 1
+
+
+MEMBER = """
+block member(x, width: int, classes: int = 10) {
+    return x >> conv(width, 3) >> relu >> gap >> flatten >> linear(classes) as fc
+}"""
+
+
+def test_a_call_without_its_tensor_is_a_stage_applied_later():
+    ir = load(MEMBER + """
+    network net() {
+        input x: 3x8x8
+        m = member(6, classes=4)
+        a = x >> m as first
+        return x >> m
+    }""")
+    assert {n.scope[0] for n in ir.nodes() if n.scope} == {"first", "member"}
+    assert ir.node(ir.output).shape == (4,)
+
+
+def test_split_runs_s_members_on_one_input_and_ensembles_their_logits():
+    ir = load(MEMBER + """
+    network net(s: int = 3) {
+        input x: 3x8x8
+        return x >> split(member(5), s, mode="softmax_mean")
+    }""")
+    out = ir.node(ir.output)
+    assert out.op == "ensemble" and out.attrs.mode == "softmax_mean"
+    assert [i.split("/")[0] for i in out.inputs] == ["net0", "net1", "net2"]
+    assert all(ir.node(i).inputs[0] == "x" for i in ("net0/conv", "net1/conv", "net2/conv"))
+
+
+def test_split_over_views_gives_each_member_its_own_input():
+    ir = load(MEMBER + """
+    network net() {
+        input a: 3x8x8
+        input b: 3x8x8
+        return split([a, b], member(5))
+    }""")
+    assert ir.node("net0/conv").inputs == ("a",) and ir.node("net1/conv").inputs == ("b",)
+
+
+def test_split_misuse_is_a_located_error():
+    with pytest.raises(SpecError, match="split needs its input"):
+        load(MEMBER + """network net() { input x: 3x8x8
+            return x >> split(4) }""")
+    with pytest.raises(SpecError, match="'split' is the name of a construct"):
+        load("block split(x) { return x }\nnetwork n() { input x: 3x8x8\n return x }")

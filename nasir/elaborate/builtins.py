@@ -139,7 +139,7 @@ BUILTINS: dict[str, Callable[..., Any]] = {
 
 def type_name(v: Any) -> str:
     """The spec-language name of a value's type."""
-    from nasir.elaborate.values import TensorValue
+    from nasir.elaborate.values import StageValue, TensorValue
 
     if isinstance(v, bool):
         return "bool"
@@ -153,4 +153,6 @@ def type_name(v: Any) -> str:
         return "list"
     if isinstance(v, TensorValue):
         return "tensor"
+    if isinstance(v, StageValue):
+        return f"stage {v.func}(...) (a call without its tensor input)"
     return type(v).__name__

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from nasir.elaborate.builtins import BUILTINS, BuiltinError, type_name
-from nasir.elaborate.values import TensorValue
+from nasir.elaborate.values import StageValue, TensorValue
 from nasir.errors import Note, SourceLoc, SpecError, did_you_mean
 from nasir.ir.graph import IR, Node, Shape
 from nasir.ops import ShapeError, get_op, op_names
@@ -27,11 +28,15 @@ MAX_NODES = 500_000
 MAX_STEPS = 5_000_000  # statements executed; stops runaway loops with a located error
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TYPES = {"int", "float", "bool", "str", "list", "any"}
+_CONSTRUCTS = {"split"}  # calls the elaborator handles itself (they apply stages)
 
 
 class _Return(Exception):
-    def __init__(self, value: Any):
+    """`return` inside a body: control flow that never leaves the elaborator."""
+
+    def __init__(self, value: Any, loc: SourceLoc):
         self.value = value
+        self.loc = loc
 
 
 @dataclass
@@ -73,24 +78,27 @@ class _Elaborator:
         try:
             self.exec_body(definition.body, frame)
         except _Return as ret:
-            if not isinstance(ret.value, TensorValue):
-                raise SpecError(f"network '{name}' must return a tensor, got "
-                                f"{type_name(ret.value)}", definition.loc) from None
-            self.ir.output = ret.value.node
-        if self.ir.output is None:
+            returned = ret
+        else:
             raise SpecError(f"network '{name}' has no `return`", definition.loc,
                             expected="`return <tensor>` at the end of the network")
         if not self.ir.inputs:
             raise SpecError(f"network '{name}' declares no input", definition.loc,
                             expected="a statement such as `input x: 3x224x224`")
+        if not isinstance(returned.value, TensorValue):
+            raise SpecError(f"network '{name}' must return a tensor, got "
+                            f"{type_name(returned.value)}", returned.loc,
+                            expected="a tensor, e.g. `return x >> conv(8, 3)`")
+        self.ir.output = returned.value.node
         return self.ir
 
     def _check_definition_names(self) -> None:
         """A definition may not take the name of a primitive op or builtin it would hide."""
         named = [*self.program.definitions.values(), *self.program.aliases.values()]
         for d in named:
-            if get_op(d.name) is not None or d.name in BUILTINS:
-                what = "primitive op" if get_op(d.name) else "builtin function"
+            if get_op(d.name) is not None or d.name in BUILTINS or d.name in _CONSTRUCTS:
+                what = ("primitive op" if get_op(d.name) else
+                        "construct" if d.name in _CONSTRUCTS else "builtin function")
                 raise SpecError(f"'{d.name}' is the name of a {what}", d.loc,
                                 expected="another name for this definition")
 
@@ -129,7 +137,7 @@ class _Elaborator:
         if isinstance(stmt, ast.Assign):
             self._assign(stmt.targets, self.eval(stmt.value, frame), frame, stmt.loc)
         elif isinstance(stmt, ast.Return):
-            raise _Return(self.eval(stmt.value, frame))
+            raise _Return(self.eval(stmt.value, frame), stmt.loc)
         elif isinstance(stmt, ast.For):
             self._for(stmt, frame)
         elif isinstance(stmt, ast.If):
@@ -334,23 +342,71 @@ class _Elaborator:
 
     def _call_once(self, e: ast.Call, frame: _Frame, piped: TensorValue | None) -> Any:
         args, kwargs = self._args(e.args, frame)
+        label = self._label(e.label, frame) if e.label is not None else None
+        stage = frame.vars.get(e.func)
+        if isinstance(stage, StageValue) and not e.args:  # `x >> member` for a stage variable
+            return self._apply_stage(stage, [piped] if piped else [], label, e.loc)
+        if e.func in _CONSTRUCTS:
+            return self._split(args, kwargs, piped, label, e.loc)
+        takes_tensors = e.func in self.program.definitions or get_op(e.func) is not None
+        if piped is None and takes_tensors and not any(_has_tensor(a) for a in args):
+            return StageValue(e.func, tuple(args), kwargs, e.loc)
         if piped is not None:
             args.insert(0, piped)
-        label = self._label(e.label, frame) if e.label is not None else None
-        if e.func in self.program.definitions:
-            return self._template_call(self.program.definitions[e.func], args, kwargs, label,
-                                       e.loc)
-        if get_op(e.func) is not None:
-            return self._op_call(e.func, args, kwargs, label, e.loc)
-        if e.func in BUILTINS:
-            return self._builtin_call(e.func, args, kwargs, e.loc)
-        if e.func in self.program.aliases:
-            raise SpecError(f"'{e.func}' is a network and cannot be called", e.loc,
+        return self._dispatch(e.func, args, kwargs, label, e.loc)
+
+    def _apply_stage(self, stage: StageValue, tensors: list[TensorValue], label: str | None,
+                     loc: SourceLoc) -> Any:
+        return self._dispatch(stage.func, [*tensors, *stage.args], dict(stage.kwargs), label,
+                              stage.loc or loc)
+
+    def _dispatch(self, func: str, args: list, kwargs: dict, label: str | None,
+                  loc: SourceLoc) -> Any:
+        if func in self.program.definitions:
+            return self._template_call(self.program.definitions[func], args, kwargs, label,
+                                       loc)
+        if get_op(func) is not None:
+            return self._op_call(func, args, kwargs, label, loc)
+        if func in BUILTINS:
+            return self._builtin_call(func, args, kwargs, loc)
+        if func in self.program.aliases:
+            raise SpecError(f"'{func}' is a network and cannot be called", loc,
                             expected="a block or cell")
         known = [*self.program.definitions, *op_names(), *BUILTINS]
-        raise SpecError(f"unknown op or block '{e.func}'{did_you_mean(e.func, known)}", e.loc,
+        raise SpecError(f"unknown op or block '{func}'{did_you_mean(func, known)}", loc,
                         expected="a primitive op (see `nasir ops`), a block defined or "
                                  "imported in this spec, or a builtin function")
+
+    def _split(self, args: list, kwargs: dict, piped: TensorValue | None, label: str | None,
+               loc: SourceLoc) -> TensorValue:
+        """`x >> split(member, S, mode="mean")`: S copies of `member` on the same input, or
+        `split([v0, v1], member)` on S views, each in scope net0..net{S-1}, then `ensemble`."""
+        if piped is not None:
+            args.insert(0, piped)
+        named = {k: v for k, (v, _) in kwargs.items()}
+        unknown = sorted(set(named) - {"mode"})
+        if unknown:
+            raise SpecError(f"split has no parameter '{unknown[0]}'", kwargs[unknown[0]][1],
+                            expected="split(inputs, member, count, mode=\"mean\")")
+        if len(args) not in (2, 3) or not isinstance(args[1], StageValue):
+            raise SpecError("split needs its input(s) and a member stage", loc,
+                            expected="x >> split(member(params), count, mode=\"mean\") or "
+                                     "split([view0, view1], member(params))")
+        inputs, member = args[0], args[1]
+        if isinstance(inputs, TensorValue):
+            count = args[2] if len(args) == 3 else 1
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise SpecError(f"split count must be a positive int, got {count!r}", loc)
+            inputs = [inputs] * count
+        elif not (isinstance(inputs, list) and inputs and all(
+                isinstance(v, TensorValue) for v in inputs)) or len(args) == 3:
+            raise SpecError("split takes one tensor and a count, or a list of view tensors",
+                            loc, expected="x >> split(member, 4) or split([v0, v1], member)")
+        with self._scope(label, None) if label else nullcontext():
+            outs = [self._apply_stage(member, [view], f"net{i}", loc)
+                    for i, view in enumerate(inputs)]
+            mode = {"mode": kwargs["mode"]} if "mode" in kwargs else {}
+            return self._op_call("ensemble", outs, mode, None, loc)
 
     def _args(self, args: list[ast.Arg], frame: _Frame) -> tuple[list, dict]:
         positional: list[Any] = []
@@ -575,6 +631,12 @@ class _Elaborator:
 
     def _scope(self, label: str, kind: tuple[str, str] | None):
         return _ScopeGuard(self, label, kind)
+
+
+def _has_tensor(value: Any) -> bool:
+    if isinstance(value, TensorValue):
+        return True
+    return isinstance(value, list) and any(_has_tensor(v) for v in value)
 
 
 class _ScopeGuard:

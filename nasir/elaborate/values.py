@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from nasir.errors import SourceLoc
 from nasir.ir.graph import Shape
 
 
@@ -16,3 +18,17 @@ class TensorValue:
 
     def __str__(self) -> str:
         return f"tensor {'x'.join(map(str, self.shape))} from {self.node}"
+
+
+@dataclass(frozen=True)
+class StageValue:
+    """A block or op called without its tensor input: `wrn_member(28, 7)`. Applying it to
+    tensors (by piping, or from a construct such as `split`) completes the call."""
+
+    func: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, tuple[Any, SourceLoc]] = field(default_factory=dict)
+    loc: SourceLoc | None = None
+
+    def __str__(self) -> str:
+        return f"stage {self.func}(...)"
