@@ -21,3 +21,8 @@ def get_op(name: str) -> OpDef | None:
 
 def op_names() -> list[str]:
     return sorted(_OPS)
+
+
+def unregister(name: str) -> None:
+    """Remove an op (for tests and notebooks that register their own)."""
+    _OPS.pop(name, None)
