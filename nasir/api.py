@@ -30,11 +30,14 @@ def load(spec: str | Path, network: str | None = None, input: Shape | str | None
 
 
 def _only_network(program) -> str:
-    names = program.networks()
-    if len(names) != 1:
+    """The one network the text itself defines (imported networks don't count)."""
+    own = [name for name in program.networks()
+           if (program.definitions.get(name) or program.aliases[name]).loc.file
+           == program.root]
+    if len(own) != 1:
         raise SpecError("spec text must define exactly one network, or pass network=",
-                        expected="one of: " + (", ".join(names) or "(none)"))
-    return names[0]
+                        expected="one of: " + (", ".join(own) or "(none)"))
+    return own[0]
 
 
 def compile(spec: str | Path | IR, network: str | None = None,
