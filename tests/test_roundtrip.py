@@ -40,3 +40,14 @@ def test_generated_python_is_the_compiled_module(name: str, tmp_path):
     x = compiled.example_inputs(batch=1)
     with torch.no_grad():
         torch.testing.assert_close(generated(*x), compiled(*x))
+
+
+def test_blocks_differing_only_in_widths_share_one_parametrised_class():
+    source = to_python(nasir.load("resnet20"))
+    # 9 basic blocks: the 7 identity-shortcut ones share `Basic`, the 2 projecting ones
+    # share `Basic_2`; their widths are constructor arguments.
+    assert source.count("= Basic(in_channels=") == 7
+    assert "self.block1 = Basic_2(in_channels=16, out_channels=32)" in source
+    assert "self.block1 = Basic_2(in_channels=32, out_channels=64)" in source
+    assert "def __init__(self, in_channels) -> None:" in source
+    assert source.count("\nclass ") == 8
