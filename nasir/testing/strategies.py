@@ -100,20 +100,21 @@ def _groups_and_width(draw: st.DrawFn, b: _Builder, max_width: int) -> tuple[int
     return groups, groups * draw(st.integers(1, max(1, max_width // groups)))
 
 
-def _conv(draw: st.DrawFn, b: _Builder, max_width: int) -> None:
-    groups, out = _groups_and_width(draw, b, max_width)
-    k, stride = draw(st.sampled_from([1, 3])), _stride(draw, b)
-    b.emit(f"y = y >> conv({out}, {k}, stride={stride}, groups={groups}) >> bn >> relu")
-    b.c = out
-    _shrink(b, stride)
+def _grouped_stage(template: str):
+    """A stage drawing a width, groups, kernel and stride for `template` (a pipe stage)."""
+
+    def stage(draw: st.DrawFn, b: _Builder, max_width: int) -> None:
+        groups, out = _groups_and_width(draw, b, max_width)
+        k, stride = draw(st.sampled_from([1, 3])), _stride(draw, b)
+        b.emit("y = y >> " + template.format(out=out, k=k, stride=stride, groups=groups))
+        b.c = out
+        _shrink(b, stride)
+
+    return stage
 
 
-def _unit_block(draw: st.DrawFn, b: _Builder, max_width: int) -> None:
-    groups, out = _groups_and_width(draw, b, max_width)
-    k, stride = draw(st.sampled_from([1, 3])), _stride(draw, b)
-    b.emit(f"y = y >> unit({out}, {k}, stride={stride}, groups={groups})")
-    b.c = out
-    _shrink(b, stride)
+_conv = _grouped_stage("conv({out}, {k}, stride={stride}, groups={groups}) >> bn >> relu")
+_unit_block = _grouped_stage("unit({out}, {k}, stride={stride}, groups={groups})")
 
 
 def _dwconv(draw: st.DrawFn, b: _Builder, max_width: int) -> None:
