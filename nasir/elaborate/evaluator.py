@@ -42,7 +42,6 @@ class _Return(Exception):
 @dataclass
 class _Frame:
     vars: dict[str, Any] = field(default_factory=dict)
-    template: str | None = None
 
 
 def build_ir(program: Program, network: str, overrides: dict[str, Any] | None = None,
@@ -72,7 +71,7 @@ class _Elaborator:
         bound = {**bound, **overrides}
         self.input_shape = input_shape
         self.ir = IR(name, source=self.program.root)
-        frame = _Frame(template=definition.name)
+        frame = _Frame()
         params = self._bind_hyper(definition, bound, frame, definition.loc)
         self.ir.params = params
         try:
@@ -459,7 +458,7 @@ class _Elaborator:
             chain = " -> ".join([*(n for n, _ in self.stack), d.name])
             raise SpecError(f"recursive call: {chain}", loc,
                             expected="blocks that do not call themselves")
-        frame = _Frame(template=d.name)
+        frame = _Frame()
         tensors = [a for a in args if isinstance(a, TensorValue)]
         scalars = [a for a in args if not isinstance(a, TensorValue)]
         inputs = d.inputs
