@@ -41,6 +41,8 @@ class _Return(Exception):
 
 @dataclass
 class _Frame:
+    """The variables of one template call; `for`, `if` and `scope` bodies share it."""
+
     vars: dict[str, Any] = field(default_factory=dict)
 
 
