@@ -31,9 +31,7 @@ def load(spec: str | Path, network: str | None = None, input: Shape | str | None
 
 def _only_network(program) -> str:
     """The one network the text itself defines (imported networks don't count)."""
-    own = [name for name in program.networks()
-           if (program.definitions.get(name) or program.aliases[name]).loc.file
-           == program.root]
+    own = program.own_networks()
     if len(own) != 1:
         raise SpecError("spec text must define exactly one network, or pass network=",
                         expected="one of: " + (", ".join(own) or "(none)"))

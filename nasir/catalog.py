@@ -26,10 +26,6 @@ def shipped_networks() -> dict[str, Path]:
     return found
 
 
-def _defined_in(file: str, path: Path) -> bool:
-    return Path(file).name == path.name
-
-
 def locate(spec: str | Path, network: str | None = None) -> tuple[Program, str]:
     """The program to elaborate and the network in it that the user means."""
     path = Path(spec)
@@ -49,9 +45,7 @@ def locate(spec: str | Path, network: str | None = None) -> tuple[Program, str]:
 
 def _default_network(program: Program, path: Path) -> str:
     """The only network of the root file, or the one named like the file."""
-    own = [d.name for d in program.definitions.values()
-           if d.kind == "network" and _defined_in(d.loc.file, path)]
-    own += [a.name for a in program.aliases.values() if _defined_in(a.loc.file, path)]
+    own = program.own_networks()
     if len(own) == 1:
         return own[0]
     if path.stem in own:

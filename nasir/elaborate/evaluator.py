@@ -348,7 +348,7 @@ class _Elaborator:
         if isinstance(stage, StageValue) and not e.args:  # `x >> member` for a stage variable
             return self._apply_stage(stage, [piped] if piped else [], label, e.loc)
         if e.func in _CONSTRUCTS:
-            return self._split(args, kwargs, piped, label, e.loc)
+            return self._split([piped, *args] if piped else args, kwargs, label, e.loc)
         takes_tensors = e.func in self.program.definitions or get_op(e.func) is not None
         if piped is None and takes_tensors and not any(_has_tensor(a) for a in args):
             return StageValue(e.func, tuple(args), kwargs, e.loc)
@@ -378,14 +378,11 @@ class _Elaborator:
                         expected="a primitive op (see `nasir ops`), a block defined or "
                                  "imported in this spec, or a builtin function")
 
-    def _split(self, args: list, kwargs: dict, piped: TensorValue | None, label: str | None,
+    def _split(self, args: list, kwargs: dict, label: str | None,
                loc: SourceLoc) -> TensorValue:
         """`x >> split(member, S, mode="mean")`: S copies of `member` on the same input, or
         `split([v0, v1], member)` on S views, each in scope net0..net{S-1}, then `ensemble`."""
-        if piped is not None:
-            args.insert(0, piped)
-        named = {k: v for k, (v, _) in kwargs.items()}
-        unknown = sorted(set(named) - {"mode"})
+        unknown = sorted(set(kwargs) - {"mode"})
         if unknown:
             raise SpecError(f"split has no parameter '{unknown[0]}'", kwargs[unknown[0]][1],
                             expected="split(inputs, member, count, mode=\"mean\")")

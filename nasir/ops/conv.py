@@ -35,7 +35,6 @@ class ConvAttrs(SamePaddingAttrs):
     bias: bool = False
 
 
-
 def check_window(op: str, h: int, w: int, kernel: int, pad: int, dilation: int = 1) -> None:
     span = dilation * (kernel - 1) + 1
     if span > h + 2 * pad or span > w + 2 * pad:

@@ -27,9 +27,14 @@ class Program:
     files: list[str] = field(default_factory=list)
 
     def networks(self) -> list[str]:
-        """Network names in the root file first, in definition order, then aliases."""
+        """Every network name, imported ones included: definitions, then aliases."""
         nets = [d.name for d in self.definitions.values() if d.kind == "network"]
         return nets + list(self.aliases)
+
+    def own_networks(self) -> list[str]:
+        """The networks the root file (always `files[0]`) defines, not those it imports."""
+        return [name for name in self.networks()
+                if (self.definitions.get(name) or self.aliases[name]).loc.file == self.files[0]]
 
 
 def shipped_specs_dir() -> Path:
@@ -49,7 +54,7 @@ def load_program(path: str | Path) -> Program:
 
 def load_text(text: str, file: str = "<string>") -> Program:
     """Parse spec text (imports resolve against the current directory)."""
-    program = Program(file)
+    program = Program(file, files=[file])
     module = parse_text(text, file)
     _add_module(module, Path.cwd() / "__text__.arch", program, [], set())
     return program
