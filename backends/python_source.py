@@ -74,6 +74,7 @@ class _Class:
     name: str
     params: list[str]  # constructor parameters, in order
     binding: list[tuple[str, Any]]  # per slot: ("param", name) or ("const", value)
+    first_slot: dict[str, int]  # each parameter's first slot, where a parent reads its value
 
 
 @dataclass
@@ -183,7 +184,7 @@ def _signature(cls) -> tuple[list[str], dict[str, Any]]:
 def _choose_classes(out: _Module) -> None:
     for key, group in out.groups.items():
         slots = group[0].slots
-        vectors = [tuple(_hashable(inst.slots[j].value) for inst in group)
+        vectors = [tuple(repr(inst.slots[j].value) for inst in group)
                    for j in range(len(slots))]
         first: dict[tuple, int] = {}  # varying vector -> its first slot
         for j, vector in enumerate(vectors):
@@ -193,7 +194,8 @@ def _choose_classes(out: _Module) -> None:
         param_of = dict(zip(first, names, strict=True))
         binding = [("param", param_of[v]) if v in param_of else ("const", slots[j].value)
                    for j, v in enumerate(vectors)]
-        out.classes[key] = _Class(_fresh(_camel(group[0].kind[1]), out.used), names, binding)
+        out.classes[key] = _Class(_fresh(_camel(group[0].kind[1]), out.used), names, binding,
+                                  dict(zip(names, first.values(), strict=True)))
 
 
 def _param_names(slots: list[_Slot]) -> list[str]:
@@ -206,10 +208,6 @@ def _param_names(slots: list[_Slot]) -> list[str]:
         name = next((c for c in options if c not in others), options[-1])
         names.append(_fresh(_identifier(name), taken))
     return names
-
-
-def _hashable(value: Any) -> Any:
-    return repr(value)
 
 
 # ---- pass 3: write each class once, children first ----------------------------------------
@@ -258,11 +256,7 @@ def _init_line(entry: _Entry, cls: _Class, offset: int,
 
     if entry.child is not None:
         child_cls = out.classes[entry.child.key]
-        first = {}
-        for j, (how, what) in enumerate(child_cls.binding):
-            if how == "param":
-                first.setdefault(what, j)
-        args = [f"{name}={value(first[name])}" for name in child_cls.params]
+        args = [f"{name}={value(child_cls.first_slot[name])}" for name in child_cls.params]
         return f"self.{entry.attr} = {child_cls.name}", args
     args = []
     for j, slot in enumerate(entry.slots):
