@@ -7,7 +7,7 @@ from __future__ import annotations
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from nasir.ir.graph import Shape
-from nasir.ops.base import FREE, Attrs, Cost, Layer, OpDef
+from nasir.ops.base import Attrs, Layer, OpDef
 from nasir.ops.registry import register
 
 
@@ -34,9 +34,6 @@ class DropPath(OpDef):
 
     def infer(self, a: DropPathAttrs, ins: list[Shape]) -> Shape:
         return ins[0]
-
-    def cost(self, a: DropPathAttrs, ins: list[Shape], out: Shape) -> Cost:
-        return Cost(kind=FREE)
 
     def lower(self, a: DropPathAttrs, ins: list[Shape], out: Shape) -> Layer:
         return Layer("nasir.layers.drop_path.ScheduledDropPath", (a.p, a.cell, a.cells))

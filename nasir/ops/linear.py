@@ -7,7 +7,6 @@ from pydantic import PositiveInt
 from nasir.ir.graph import Shape
 from nasir.ops.base import (
     DENSE,
-    FREE,
     Attrs,
     Cost,
     Function,
@@ -60,9 +59,6 @@ class Flatten(OpDef):
 
     def infer(self, a: NoAttrs, ins: list[Shape]) -> Shape:
         return (numel(ins[0]),)
-
-    def cost(self, a: NoAttrs, ins: list[Shape], out: Shape) -> Cost:
-        return Cost(kind=FREE)
 
     def lower(self, a: NoAttrs, ins: list[Shape], out: Shape) -> Function:
         return Function("torch.flatten", {"start_dim": 1})

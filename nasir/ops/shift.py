@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import PositiveInt
 
 from nasir.ir.graph import Shape
-from nasir.ops.base import FREE, Attrs, Cost, Layer, OpDef, ShapeError, spatial
+from nasir.ops.base import Attrs, Layer, OpDef, ShapeError, spatial
 from nasir.ops.registry import register
 
 
@@ -29,9 +29,6 @@ class Shift(OpDef):
         if a.pixels >= min(h, w):
             raise ShapeError(f"shift by {a.pixels} pixels empties a {h}x{w} feature map", (0,))
         return ins[0]
-
-    def cost(self, a: ShiftAttrs, ins: list[Shape], out: Shape) -> Cost:
-        return Cost(kind=FREE)
 
     def lower(self, a: ShiftAttrs, ins: list[Shape], out: Shape) -> Layer:
         return Layer("nasir.layers.shift.Shift", (a.pixels,))

@@ -7,7 +7,6 @@ from pydantic import Field, NonNegativeInt, PositiveInt
 from nasir.ir.graph import Shape
 from nasir.ops.base import (
     ELTWISE,
-    FREE,
     Attrs,
     Cost,
     Function,
@@ -153,9 +152,6 @@ class Concat(OpDef):
                                  f"{_fmt(ins[0])} and input {i} is {_fmt(shape)}", (0, i))
         return (sum(s[0] for s in ins), *ins[0][1:])
 
-    def cost(self, a: NoAttrs, ins: list[Shape], out: Shape) -> Cost:
-        return Cost(kind=FREE)
-
     def lower(self, a: NoAttrs, ins: list[Shape], out: Shape) -> Function:
         return Function("nasir.layers.functional.concat")
 
@@ -178,9 +174,6 @@ class ChannelSlice(OpDef):
             raise ShapeError(f"channel slice {a.start}:{a.stop} is empty or outside the "
                              f"{c} channels of its input", (0,))
         return (a.stop - a.start, *ins[0][1:])
-
-    def cost(self, a: SliceAttrs, ins: list[Shape], out: Shape) -> Cost:
-        return Cost(kind=FREE)
 
     def lower(self, a: SliceAttrs, ins: list[Shape], out: Shape) -> Function:
         return Function("nasir.layers.functional.channel_slice",
