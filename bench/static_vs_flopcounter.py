@@ -16,11 +16,10 @@ import argparse
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 import nasir
-from nasir.backends.pytorch import to_module
 from nasir.passes.costs import count_costs
+from nasir.testing.checks import torch_counts
 
 DEFAULT = ["resnet50", "ghostnet", "nasnet_a_mobile", "condensenet86", "cars_a_cifar10"]
 
@@ -31,14 +30,7 @@ def static_counts(name: str) -> tuple[int, int]:
 
 
 def flopcounter_counts(name: str) -> tuple[int, int]:
-    ir = nasir.load(name)
-    with torch.device("meta"):
-        model = to_module(ir).eval()
-        inputs = model.example_inputs(batch=1, device="meta")
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(*inputs)
-    return sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2
+    return torch_counts(nasir.load(name))
 
 
 def best_of(fn, name: str, repeat: int) -> tuple[float, tuple[int, int]]:

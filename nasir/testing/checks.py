@@ -24,19 +24,25 @@ class Measured:
     torch_macs: int
 
 
-def measure(ir: IR, device: str = "meta") -> Measured:
-    """Static params/MACs next to `sum(p.numel())` and FlopCounterMode/2 (batch 1)."""
-    report = count_costs(ir)
-    visible = sum(t.macs for node_id, t in report.nodes.items()
-                  if get_op(ir.node(node_id).op).flop_counter_visible)
+def torch_counts(ir: IR, device: str = "meta") -> tuple[int, int]:
+    """What PyTorch measures on the compiled module: `sum(p.numel())` and FlopCounterMode/2
+    over one batch-1 forward (on the meta device no weight is allocated)."""
     with torch.device(device):
         model = to_module(ir).eval()
         inputs = model.example_inputs(batch=1, device=device)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(*inputs)
-    torch_params = sum(p.numel() for p in model.parameters())
-    return Measured(report.total.params, torch_params, visible, counter.get_total_flops() // 2)
+    return sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2
+
+
+def measure(ir: IR, device: str = "meta") -> Measured:
+    """Static params/MACs next to `sum(p.numel())` and FlopCounterMode/2 (batch 1)."""
+    report = count_costs(ir)
+    visible = sum(t.macs for node_id, t in report.nodes.items()
+                  if get_op(ir.node(node_id).op).flop_counter_visible)
+    torch_params, torch_macs = torch_counts(ir, device)
+    return Measured(report.total.params, torch_params, visible, torch_macs)
 
 
 def assert_static_matches_torch(ir: IR) -> Measured:
