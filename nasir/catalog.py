@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
-from nasir.errors import SpecError, did_you_mean
+from nasir.errors import SpecError, did_you_mean, shown
 from nasir.parse.loader import Program, load_program, shipped_specs_dir
 
 _NETWORK = re.compile(r"^[ \t]*network[ \t]+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
@@ -26,21 +28,25 @@ def shipped_networks() -> dict[str, Path]:
     return found
 
 
-def locate(spec: str | Path, network: str | None = None) -> tuple[Program, str]:
-    """The program to elaborate and the network in it that the user means."""
+def locate(spec: str | Path, network: str | None = None,
+           import_paths: Sequence[str | Path] = ()) -> tuple[Program, str]:
+    """The program to elaborate and the network in it that the user means.
+
+    `spec` is a path (it ends in `.arch`, contains a `/`, or names a file that exists) or the
+    name of a shipped network; `import_paths` widens where imports may come from (see
+    `load_program`).
+    """
     path = Path(spec)
-    if path.is_file():
-        program = load_program(path)
+    if path.suffix == ".arch" or "/" in str(spec) or (os.path.lexists(path)
+                                                      and not path.is_dir()):
+        program = load_program(path, import_paths)
         return program, network or _default_network(program, path)
-    if path.suffix == ".arch" or "/" in str(spec):
-        raise SpecError(f"no such spec file: {spec}",
-                        expected="a path to an .arch file or a shipped network name")
     shipped = shipped_networks()
     if str(spec) not in shipped:
-        raise SpecError(f"no spec file or shipped network named '{spec}'"
+        raise SpecError(f"no spec file or shipped network named '{shown(str(spec))}'"
                         f"{did_you_mean(str(spec), list(shipped))}",
                         expected="an .arch path, or one of: " + ", ".join(sorted(shipped)))
-    return load_program(shipped[str(spec)]), network or str(spec)
+    return load_program(shipped[str(spec)], import_paths), network or str(spec)
 
 
 def _default_network(program: Program, path: Path) -> str:

@@ -24,12 +24,53 @@ class SourceLoc:
         return f"{self.file}:{self.line}:{self.col}"
 
     def excerpt(self) -> str:
-        """The offending line with a caret under the offending text."""
+        """The offending line with a caret under the offending text.
+
+        Control and format characters are drawn one column wide (tab as a space, others as
+        Unicode control pictures or U+FFFD) so the caret stays aligned and a hostile spec
+        cannot send terminal escapes or reorder the line with bidi controls.
+        """
         if not self.line_text:
             return ""
+        text, col, length = self.line_text.rstrip(), self.col, max(1, self.length)
+        if len(text) > _EXCERPT_WIDTH:  # a window around the column, marked by "..."
+            start = max(0, min(col - 1 - _EXCERPT_WIDTH // 2, len(text) - _EXCERPT_WIDTH))
+            end = start + _EXCERPT_WIDTH
+            text = ("..." if start else "") + text[start:end] + ("..." if end < len(text) else "")
+            col = col - start + (3 if start else 0)
+            length = min(length, _EXCERPT_WIDTH)
+        length = max(1, min(length, len(text) - col + 1))
         gutter = f"{self.line:>4} | "
-        caret = " " * (len(gutter) + self.col - 1) + "^" * max(1, self.length)
-        return f"{gutter}{self.line_text.rstrip()}\n{caret}"
+        caret = " " * (len(gutter) + col - 1) + "^" * length
+        return f"{gutter}{_visible(text)}\n{caret}"
+
+
+_EXCERPT_WIDTH = 160  # characters of a long line shown around the error
+
+
+def _visible_char(char: str) -> str:
+    if char == "\t":
+        return " "
+    if char.isprintable() or char == " ":
+        return char
+    code = ord(char)
+    if code < 0x20:
+        return chr(0x2400 + code)  # U+2400.. CONTROL PICTURES: \f shows as ␌
+    if code == 0x7F:
+        return "\u2421"
+    return "\ufffd"
+
+
+def _visible(text: str) -> str:
+    return text if text.isprintable() else "".join(_visible_char(c) for c in text)
+
+
+def shown(text: str, limit: int = 200) -> str:
+    """`text` (a name, path or string from a spec) safe to put in a message: non-printable
+    characters escaped, and at most `limit` characters."""
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 @dataclass

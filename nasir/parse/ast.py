@@ -160,6 +160,14 @@ class Input(Stmt):
     shape: tuple[int, ...] | Expr
 
 
+@dataclass
+class Default(Stmt):
+    """`default op(name=value, ...)`: attribute defaults for later calls of `op` in this body."""
+
+    op: str
+    args: list[Arg]
+
+
 # ---- top level ---------------------------------------------------------------------
 
 

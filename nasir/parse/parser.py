@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import math
+import sys
+from dataclasses import replace
 from functools import cache
 from importlib import resources
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark import Lark, Token, Transformer_NonRecursive, Tree, v_args
+from lark.exceptions import (
+    LarkError,
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 
-from nasir.errors import SourceLoc, SpecError
+from nasir.errors import SourceLoc, SpecError, shown
+from nasir.limits import MAX_INT, MAX_NESTING, MAX_SPEC_BYTES
 from nasir.parse import ast
 
 # What a person would call each terminal the parser may expect.
@@ -32,7 +43,8 @@ _TERMINAL_WORDS = {
     "$END": "end of file",
 }
 _KEYWORDS = ("block", "cell", "network", "import", "let", "return", "for", "in", "if", "then",
-             "elif", "else", "scope", "input", "as", "and", "or", "not", "true", "false")
+             "elif", "else", "scope", "input", "as", "and", "or", "not", "true", "false",
+             "default")
 
 
 @cache
@@ -42,25 +54,88 @@ def _parser() -> Lark:
                 maybe_placeholders=True)
 
 
+def source_lines(text: str) -> list[str]:
+    """The lines of `text` as Lark numbers them: split on "\\n" only, a trailing "\\r" dropped.
+
+    `str.splitlines` also splits on form feeds, U+2028 and other separators that Lark does
+    not count, which would put an excerpt on the wrong line.
+    """
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
 def parse_text(text: str, file: str = "<string>") -> ast.Module:
-    """Parse a whole .arch file."""
-    lines = text.splitlines()
+    """Parse a whole .arch file (a leading UTF-8 byte order mark is ignored)."""
+    text = _checked_text(text, file)
+    lines = source_lines(text)
     tree = _parse(text, file, lines, "start")
-    return _ToAst(file, lines).transform(tree)
+    return _transform(tree, file, lines)
 
 
 def parse_value(text: str, what: str = "--set value") -> ast.Expr:
     """Parse one expression (a `--set name=value` right-hand side)."""
-    lines = text.splitlines() or [""]
+    text = _checked_text(text, what)
+    lines = source_lines(text)
     tree = _parse(text, what, lines, "expr")
-    return _ToAst(what, lines).transform(tree)
+    return _transform(tree, what, lines)
 
 
-def _parse(text: str, file: str, lines: list[str], start: str):
+def _checked_text(text: str, file: str) -> str:
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError(f"{shown(file)} has {len(text):,} characters, more than the limit of "
+                        f"{MAX_SPEC_BYTES:,} (MAX_SPEC_BYTES)",
+                        expected="a smaller spec: split it into files joined by `import`")
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _parse(text: str, file: str, lines: list[str], start: str) -> Tree:
     try:
-        return _parser().parse(text, start=start)
+        tree = _parser().parse(text, start=start)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, file, lines) from None
+    except LarkError as exc:  # not expected from the LALR parser; still the spec's fault
+        raise SpecError(f"cannot parse {shown(file)}: {shown(str(exc))}") from None
+    _check_nesting(tree, file, lines)
+    return tree
+
+
+def _transform(tree: Tree, file: str, lines: list[str]):
+    try:
+        return _ToAst(file, lines).transform(tree)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, SpecError):
+            raise exc.orig_exc from None
+        loc = _ToAst(file, lines)._loc(getattr(exc.obj, "meta", exc.obj))
+        raise SpecError(f"cannot read this construct: {shown(str(exc.orig_exc))}", loc) from None
+
+
+# Tree nodes that are one level of nesting in the sense of MAX_NESTING: bodies, brackets,
+# calls and operators. Statements, argument lists and clauses are not levels of their own.
+_LEVELS = frozenset({"body", "list", "paren", "call_args", "index", "attr", "cond", "neg",
+                     "not_op", "pow", "binop", "compare", "or_op", "and_op", "pipe"})
+# Left-associative chains (`a + b - c`, `x >> f >> g`) are one level however long: the left
+# operand of a node of the same kind continues the chain instead of nesting.
+_CHAINS = frozenset({"binop", "pipe"})
+
+
+def _check_nesting(tree: Tree, file: str, lines: list[str]) -> None:
+    """Raise at the first point nested deeper than MAX_NESTING, without recursing."""
+    stack: list[tuple[Tree, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        for i, child in enumerate(node.children):
+            if not isinstance(child, Tree):
+                continue
+            if child.data not in _LEVELS or (i == 0 and child.data == node.data
+                                             and child.data in _CHAINS):
+                child_depth = depth
+            else:
+                child_depth = depth + 1
+            if child_depth > MAX_NESTING:
+                loc = replace(_ToAst(file, lines)._loc(child.meta), length=1)
+                raise SpecError(f"nesting deeper than {MAX_NESTING} levels (MAX_NESTING)", loc,
+                                expected="fewer nested brackets, bodies or operators: "
+                                "name intermediate results with `=`")
+            stack.append((child, child_depth))
 
 
 def _syntax_error(exc: UnexpectedInput, file: str, lines: list[str]) -> SpecError:
@@ -71,21 +146,27 @@ def _syntax_error(exc: UnexpectedInput, file: str, lines: list[str]) -> SpecErro
         char = text[col - 1] if col - 1 < len(text) else "?"
         return SpecError(f"unexpected character {char!r}", loc, _expected(exc.allowed))
     if isinstance(exc, UnexpectedEOF):
-        last = len(lines)
-        loc = SourceLoc(file, last, len(lines[-1]) + 1 if lines else 1,
-                        lines[-1] if lines else "", 1)
-        return SpecError("unexpected end of file", loc, _expected(exc.expected))
-    assert isinstance(exc, UnexpectedToken)
+        return SpecError("unexpected end of file", _end_loc(file, lines), _expected(exc.expected))
+    if not isinstance(exc, UnexpectedToken):
+        return SpecError("syntax error", SourceLoc(file, line, col, text, 1))
     token = exc.token
     if token.type == "$END":
-        last = len(lines)
-        loc = SourceLoc(file, last, len(lines[-1]) + 1 if lines else 1,
-                        lines[-1] if lines else "", 1)
-        return SpecError("unexpected end of file", loc, _expected(exc.accepts or exc.expected))
+        return SpecError("unexpected end of file", _end_loc(file, lines),
+                         _expected(exc.accepts or exc.expected))
     loc = SourceLoc(file, line, col, text, max(1, len(str(token))))
-    shown = str(token)
-    what = f"keyword '{shown}'" if shown in _KEYWORDS else f"'{shown}'"
+    shown_token = str(token)
+    what = (f"keyword '{shown_token}'" if shown_token in _KEYWORDS
+            else f"'{shown(shown_token, limit=60)}'")
     return SpecError(f"unexpected {what}", loc, _expected(exc.accepts or exc.expected))
+
+
+def _end_loc(file: str, lines: list[str]) -> SourceLoc:
+    """Just after the last line that holds anything but blanks."""
+    for number in range(len(lines), 0, -1):
+        text = lines[number - 1]
+        if text.strip():
+            return SourceLoc(file, number, len(text.rstrip()) + 1, text, 1)
+    return SourceLoc(file, max(1, len(lines)), 1, "", 1)
 
 
 def _expected(names) -> str:
@@ -104,6 +185,28 @@ def _word(name: str) -> str:
     return name.lower()
 
 
+_INT_DIGITS = len(str(MAX_INT))
+
+
+def _int(digits: str, loc: SourceLoc) -> int:
+    """The value of an integer literal, at most MAX_INT (length checked before converting)."""
+    significant = digits.lstrip("0") or "0"
+    value = int(significant) if len(significant) <= _INT_DIGITS else None
+    if value is None or value > MAX_INT:
+        raise SpecError(f"integer literal larger than {MAX_INT:,} (MAX_INT)", loc,
+                        expected=f"an integer of at most {MAX_INT:,}")
+    return value
+
+
+def _float(text: str, loc: SourceLoc) -> float:
+    """The value of a float literal; one that overflows to infinity is an error."""
+    value = float(text)  # linear in the length, unlike int()
+    if not math.isfinite(value):
+        raise SpecError("number too large", loc,
+                        expected=f"a finite number, at most {sys.float_info.max:.6g}")
+    return value
+
+
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
 
 
@@ -120,11 +223,11 @@ def _unquote(token: str) -> str:
     return "".join(out)
 
 
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):
     """Lark tree → `nasir.parse.ast`, attaching a `SourceLoc` to every node."""
 
     def __init__(self, file: str, lines: list[str]):
-        super().__init__()
+        super().__init__(visit_tokens=False)
         self.file = file
         self.lines = lines
 
@@ -236,11 +339,16 @@ class _ToAst(Transformer):
     def input_stmt(self, meta, children):
         name, shape = children
         if isinstance(shape, Token):
-            shape = tuple(int(part) for part in str(shape).split("x"))
+            shape = tuple(_int(part, self._loc(shape)) for part in str(shape).split("x"))
         return ast.Input(self._loc(meta), str(name), shape)
 
     def expr_stmt(self, children):
         return _unquote(children[0])
+
+    @v_args(meta=True)
+    def default_stmt(self, meta, children):
+        name, args = children
+        return ast.Default(self._loc(meta), str(name), args or [])
 
     @v_args(meta=True)
     def label(self, meta, children):
@@ -344,11 +452,16 @@ class _ToAst(Transformer):
 
     @v_args(meta=True)
     def int(self, meta, children):
-        return ast.Literal(self._loc(meta), int(children[0]))
+        loc = self._loc(meta)
+        return ast.Literal(loc, _int(str(children[0]), loc))
 
     @v_args(meta=True)
     def float(self, meta, children):
-        return ast.Literal(self._loc(meta), float(children[0]))
+        loc = self._loc(meta)
+        return ast.Literal(loc, _float(str(children[0]), loc))
+
+    def paren(self, children):
+        return children[0]
 
     @v_args(meta=True)
     def string(self, meta, children):
