@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -163,10 +164,10 @@ def test_input_shape_may_be_computed_from_parameters():
 
 
 def test_a_runaway_loop_is_stopped_with_a_located_error(monkeypatch):
-    from nasir.elaborate import evaluator
+    from nasir import limits
 
-    monkeypatch.setattr(evaluator, "MAX_STEPS", 1000)
-    with pytest.raises(SpecError, match="ran more than 1,000 statements") as err:
+    monkeypatch.setattr(limits, "MAX_STEPS", 1000)
+    with pytest.raises(SpecError, match=r"ran more than 1,000 steps \(MAX_STEPS") as err:
         load("""network net() {
             input x: 3x8x8
             for i in range(100) { for j in range(100) { a = i * j } }
@@ -174,11 +175,20 @@ def test_a_runaway_loop_is_stopped_with_a_located_error(monkeypatch):
     assert err.value.loc.line == 3
 
 
-def test_a_block_may_not_hide_a_primitive_op():
-    with pytest.raises(SpecError, match="'relu' is the name of a primitive op") as err:
-        load("""block relu(x) { return x }
+def test_a_block_shadows_a_primitive_op_of_the_same_name():
+    """User definitions win over ops and builtins, so adding an op never breaks a spec."""
+    ir = load("""block relu(x) { return x >> sigmoid }
+        block max(x, k: int) { return x >> maxpool(k) }
         network net() { input x: 3x8x8
-            return x >> relu }""")
+            return x >> relu >> max(2) }""")
+    assert [n.op for n in ir.nodes()] == ["input", "sigmoid", "maxpool"]
+
+
+def test_constructs_are_reserved_names():
+    with pytest.raises(SpecError, match="'chunk' is the name of a construct") as err:
+        load("""block chunk(x) { return x }
+        network net() { input x: 3x8x8
+            return x >> chunk }""")
     assert err.value.loc.line == 1
 
 
@@ -228,3 +238,90 @@ def test_split_misuse_is_a_located_error():
             return x >> split(4) }""")
     with pytest.raises(SpecError, match="'split' is the name of a construct"):
         load("block split(x) { return x }\nnetwork n() { input x: 3x8x8\n return x }")
+
+
+# ---- default statements ----------------------------------------------------------------
+
+DEFAULTS = """
+block unit(x) {
+    default bn(eps=0.5)
+    return x >> bn >> bn(eps=0.25)
+}
+network net() {
+    input x: 3x8x8
+    a = x >> bn as before
+    default bn(eps=1e-3, momentum=0.01)
+    a = a >> bn as first >> unit
+    default bn(momentum=0.2)
+    return a >> bn as last >> dwconv(3)
+}"""
+
+
+def test_default_sets_op_attributes_for_later_calls_and_their_callees():
+    ir = load(DEFAULTS)
+    attrs = {n.id: (n.attrs.eps, n.attrs.momentum) for n in ir.nodes() if n.op == "bn"}
+    assert attrs == {
+        "before": (1e-5, 0.1),  # before the statement: the op's own defaults
+        "first": (1e-3, 0.01),
+        "unit/bn": (0.5, 0.01),  # an inner default overrides per attribute
+        "unit/bn_1": (0.25, 0.01),  # an explicit argument wins
+        "last": (1e-3, 0.2),  # the block's default ended with its call
+    }
+
+
+def test_default_applies_to_the_op_name_as_called():
+    ir = load("""network net() { input x: 3x8x8
+        default conv(bias=true)
+        return x >> conv(3, 3) >> dwconv(3) }""")
+    assert [n.attrs.bias for n in ir.nodes() if n.op == "conv"] == [True, False]
+
+
+@pytest.mark.parametrize("stmt, message, col", [
+    ("default bnn(eps=1)", "'bnn' is not a primitive op (did you mean 'bn'?)", 9),
+    ("default bn(1e-3)", "`default bn` takes only named values", 20),
+    ("default bn(epss=1)", "bn has no parameter 'epss' (did you mean 'eps'?)", 20),
+])
+def test_default_is_checked_where_it_is_written(stmt, message, col):
+    with pytest.raises(SpecError, match=re.escape(message)) as err:
+        load("network net() { input x: 3x8x8\n        " + stmt + "\n        return x }")
+    assert (err.value.loc.line, err.value.loc.col) == (2, col)
+
+
+def test_a_bad_default_value_is_reported_at_the_default():
+    with pytest.raises(SpecError, match="bn parameter 'eps'") as err:
+        load("""network net() { input x: 3x8x8
+        default bn(eps="a")
+        return x >> bn }""")
+    assert err.value.loc.line == 2
+
+
+# ---- chunk and numeric labels -------------------------------------------------------------
+
+def test_chunk_splits_channels_into_equal_groups():
+    ir = load("""network net() { input x: 6x8x8
+        a, b = chunk(x, 2)
+        c = x >> chunk(3) as g
+        return concat(b, a, *c) }""")
+    slices = {n.id: (n.attrs.start, n.attrs.stop) for n in ir.nodes() if n.op == "slice"}
+    assert slices == {"chunk0": (0, 3), "chunk1": (3, 6), "g0": (0, 2), "g1": (2, 4),
+                      "g2": (4, 6)}
+    assert ir.node(ir.output).shape == (12, 8, 8)
+
+
+def test_chunk_that_does_not_divide_the_channels_is_an_error():
+    with pytest.raises(SpecError, match=r"chunk\(4\) does not divide the 6 channels") as err:
+        load("""network net() { input x: 6x8x8
+        a = chunk(x, 4)
+        return x }""")
+    assert err.value.loc.line == 2
+
+
+def test_numeric_labels_name_nodes_and_scopes_like_torch_sequential():
+    ir = load("""network net() { input x: 3x8x8
+        scope features {
+            y = x >> conv(8, 3) as 0 >> relu * 2 as 1
+            for i in range(2) { scope (i + 2) { y = y >> relu } }
+        }
+        return y }""")
+    assert [n.id for n in ir.nodes()][1:] == ["features/0", "features/1", "features/1_1",
+                                              "features/2/relu", "features/3/relu"]

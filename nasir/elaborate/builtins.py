@@ -7,8 +7,11 @@ misuse raises `BuiltinError`, which the elaborator reports at the call's locatio
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
+
+from nasir import limits
 
 
 class BuiltinError(Exception):
@@ -40,17 +43,24 @@ def _range(*args: Any) -> list[int]:
     if len(args) == 3 and args[2] == 0:
         raise BuiltinError("range() step must not be zero")
     values = range(*args)
-    if len(values) > 100_000:
-        raise BuiltinError(f"range() of {len(values)} items is too long (limit 100000)")
+    try:
+        count = len(values)
+    except OverflowError:  # more items than a machine word can count
+        count = limits.MAX_LIST_ITEMS + 1
+    if count > limits.MAX_LIST_ITEMS:
+        raise BuiltinError(f"range() of more than {limits.MAX_LIST_ITEMS:,} items exceeds "
+                           "the limit of list items (MAX_LIST_ITEMS)")
     return list(values)
 
 
 def _int(v: Any) -> int:
     if isinstance(v, str):
-        try:
-            return int(v)
-        except ValueError:
-            raise BuiltinError(f"int() cannot convert {v!r}") from None
+        text = v.strip()
+        # MAX_INT has 19 digits: a longer string cannot hold a valid int, and converting one
+        # with thousands of digits is slow (Python refuses beyond 4300).
+        if len(text) > 24 or not re.fullmatch(r"[+-]?[0-9_]+", text):
+            raise BuiltinError(f"int() cannot convert {short_repr(v)}")
+        return int(text)
     return int(_number("int", v))
 
 
@@ -92,8 +102,13 @@ def _gcd(*args: Any) -> int:
 
 
 def _enumerate(v: Any) -> list[list]:
+    from nasir.elaborate.values import size_of
+
     if not isinstance(v, list):
         raise BuiltinError(f"enumerate() expects a list, got {type_name(v)}")
+    if 2 * len(v) + size_of(v) > limits.MAX_LIST_ITEMS:
+        raise BuiltinError(f"enumerate() of {len(v):,} items would exceed the limit of "
+                           f"{limits.MAX_LIST_ITEMS:,} list items (MAX_LIST_ITEMS)")
     return [[i, item] for i, item in enumerate(v)]
 
 
@@ -113,7 +128,8 @@ def _str(v: Any) -> str:
 
 def _error(message: Any) -> None:
     """Let a spec reject its own arguments with a located message: `error("bad op " + op)`."""
-    raise BuiltinError(str(message))
+    raise BuiltinError(message if isinstance(message, str) and len(message) <= 500
+                       else short_repr(message, 500))
 
 
 BUILTINS: dict[str, Callable[..., Any]] = {
@@ -156,3 +172,38 @@ def type_name(v: Any) -> str:
     if isinstance(v, StageValue):
         return f"stage {v.func}(...) (a call without its tensor input)"
     return type(v).__name__
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """`repr(value)` for messages, cut to about `limit` characters without walking all of a
+    huge value (lists can hold a million items; strings a million characters)."""
+    out: list[str] = []
+    budget = [limit + 1]
+
+    def emit(text: str) -> None:
+        out.append(text)
+        budget[0] -= len(text)
+
+    def walk(v: Any, depth: int) -> None:
+        if isinstance(v, list):
+            if depth > 8:
+                emit("[...]")
+                return
+            emit("[")
+            for i, item in enumerate(v):
+                if budget[0] <= 0:
+                    return
+                if i:
+                    emit(", ")
+                walk(item, depth + 1)
+            emit("]")
+        elif isinstance(v, str):
+            emit(repr(v[:limit + 1]))
+        elif isinstance(v, int | float | bool):
+            emit(repr(v))
+        else:
+            emit(str(v))
+
+    walk(value, 0)
+    text = "".join(out)
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -8,6 +8,7 @@ errors point at the exact call that went wrong.
 
 from __future__ import annotations
 
+import gc
 import math
 import re
 from contextlib import nullcontext
@@ -16,19 +17,26 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nasir.elaborate.builtins import BUILTINS, BuiltinError, type_name
-from nasir.elaborate.values import StageValue, TensorValue
+from nasir import limits
+from nasir.elaborate.builtins import BUILTINS, BuiltinError, short_repr, type_name
+from nasir.elaborate.values import (
+    ListValue,
+    StageValue,
+    TensorValue,
+    list_value,
+    measure,
+    size_of,
+)
 from nasir.errors import Note, SourceLoc, SpecError, did_you_mean
 from nasir.ir.graph import IR, Node, Shape
 from nasir.ops import ShapeError, get_op, op_names
 from nasir.parse import ast
 from nasir.parse.loader import Program
 
-MAX_NODES = 500_000
-MAX_STEPS = 5_000_000  # statements executed; stops runaway loops with a located error
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NUMERIC = re.compile(r"^[0-9]+$")  # numeric labels: `as 0`, like torch's Sequential indices
 _TYPES = {"int", "float", "bool", "str", "list", "any"}
-_CONSTRUCTS = {"split"}  # calls the elaborator handles itself (they apply stages)
+_CONSTRUCTS = {"split", "chunk"}  # calls the elaborator handles itself; reserved names
 
 
 class _Return(Exception):
@@ -49,7 +57,15 @@ class _Frame:
 def build_ir(program: Program, network: str, overrides: dict[str, Any] | None = None,
              input_shape: Shape | None = None) -> IR:
     """Elaborate `network` with parameter `overrides` (and an optional input shape)."""
-    return _Elaborator(program).network(network, overrides or {}, input_shape)
+    # Elaboration allocates many long-lived objects and few cycles; Python's cyclic GC would
+    # rescan them again and again (half the time of a 500k-node network), so it waits.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _Elaborator(program).network(network, overrides or {}, input_shape)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class _Elaborator:
@@ -61,6 +77,8 @@ class _Elaborator:
         self.next_suffix: dict[tuple[tuple[str, ...], str], int] = {}
         self.stack: list[tuple[str, SourceLoc]] = []
         self.steps = 0
+        # `default op(name=value)` in force: op -> attribute -> (value, where it was set).
+        self.defaults: dict[str, dict[str, tuple[Any, SourceLoc]]] = {}
         self.ir: IR | None = None
         self.input_shape: Shape | None = None
 
@@ -94,14 +112,15 @@ class _Elaborator:
         return self.ir
 
     def _check_definition_names(self) -> None:
-        """A definition may not take the name of a primitive op or builtin it would hide."""
-        named = [*self.program.definitions.values(), *self.program.aliases.values()]
+        """Constructs (`split`, `chunk`) are reserved. A definition named like a primitive op or
+        a builtin function shadows it instead, so a new op never breaks an existing spec."""
+        named = [*self.program.definitions.values(), *self.program.aliases.values(),
+                 *self.program.consts]
         for d in named:
-            if get_op(d.name) is not None or d.name in BUILTINS or d.name in _CONSTRUCTS:
-                what = ("primitive op" if get_op(d.name) else
-                        "construct" if d.name in _CONSTRUCTS else "builtin function")
-                raise SpecError(f"'{d.name}' is the name of a {what}", d.loc,
-                                expected="another name for this definition")
+            if d.name in _CONSTRUCTS:
+                raise SpecError(f"'{d.name}' is the name of a construct", d.loc,
+                                expected="another name for this definition (reserved: "
+                                         f"{', '.join(sorted(_CONSTRUCTS))})")
 
     def _resolve_network(self, name: str) -> tuple[ast.Definition, dict[str, Any]]:
         program = self.program
@@ -130,11 +149,17 @@ class _Elaborator:
         for stmt in body:
             self.exec(stmt, frame)
 
+    def _step(self, loc: SourceLoc, work: int = 1) -> None:
+        """Count `work` steps (a statement, a loop iteration, the items a list operation
+        touches) against MAX_STEPS, which bounds the time a spec can take."""
+        self.steps += work
+        if self.steps > limits.MAX_STEPS:
+            raise SpecError(f"the spec ran more than {limits.MAX_STEPS:,} steps (MAX_STEPS: "
+                            "statements, loop iterations and list items processed)", loc,
+                            expected="loops of a reasonable length")
+
     def exec(self, stmt: ast.Stmt, frame: _Frame) -> None:
-        self.steps += 1
-        if self.steps > MAX_STEPS:
-            raise SpecError(f"the spec ran more than {MAX_STEPS:,} statements; is a loop "
-                            "too long?", stmt.loc, expected="loops of a reasonable length")
+        self._step(stmt.loc)
         if isinstance(stmt, ast.Assign):
             self._assign(stmt.targets, self.eval(stmt.value, frame), frame, stmt.loc)
         elif isinstance(stmt, ast.Return):
@@ -149,6 +174,8 @@ class _Elaborator:
                 self.exec_body(stmt.body, frame)
         elif isinstance(stmt, ast.Input):
             self._input(stmt, frame)
+        elif isinstance(stmt, ast.Default):
+            self._default(stmt, frame)
 
     def _assign(self, targets: list[str], value: Any, frame: _Frame, loc: SourceLoc) -> None:
         if len(targets) == 1:
@@ -167,6 +194,7 @@ class _Elaborator:
             raise SpecError(f"`for` needs a list to iterate over, got {type_name(items)}",
                             stmt.iterable.loc, expected="a list, e.g. range(n) or [[...], ...]")
         for item in items:
+            self._step(stmt.iterable.loc)
             self._assign(stmt.targets, item, frame, stmt.iterable.loc)
             self.exec_body(stmt.body, frame)
 
@@ -204,7 +232,8 @@ class _Elaborator:
         dims = value if isinstance(value, list) else [value]
         if not 1 <= len(dims) <= 3 or not all(
                 isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
-            raise SpecError(f"an input shape must be 1 to 3 positive ints, got {value!r}",
+            raise SpecError(f"an input shape must be 1 to 3 positive ints, got "
+                            f"{short_repr(value)}",
                             expr.loc, expected="e.g. 3x224x224 or [3, size, size]")
         return tuple(dims)
 
@@ -214,7 +243,7 @@ class _Elaborator:
         return method(expr, frame)
 
     def _eval_Literal(self, e: ast.Literal, frame: _Frame) -> Any:
-        return e.value
+        return _check_value(e.value, e.loc, "the literal")
 
     def _eval_Name(self, e: ast.Name, frame: _Frame) -> Any:
         if e.id in frame.vars:
@@ -229,7 +258,14 @@ class _Elaborator:
                         expected="a parameter, a variable assigned earlier, or a `let` constant")
 
     def _eval_ListExpr(self, e: ast.ListExpr, frame: _Frame) -> list:
-        return [self.eval(item, frame) for item in e.items]
+        return self._list([self.eval(item, frame) for item in e.items], e.loc)
+
+    def _list(self, items: list, loc: SourceLoc) -> ListValue:
+        """A new list value, checked against MAX_LIST_ITEMS and MAX_NESTING."""
+        measured = measure(items)
+        _check_list_measure(measured[0], measured[1], loc)
+        self._step(loc, len(items))
+        return list_value(items, measured)
 
     def _eval_Cond(self, e: ast.Cond, frame: _Frame) -> Any:
         return self.eval(e.then if self._truth(e.test, frame) else e.orelse, frame)
@@ -238,22 +274,27 @@ class _Elaborator:
         return not self._truth(e.operand, frame)
 
     def _eval_BoolOp(self, e: ast.BoolOp, frame: _Frame) -> bool:
-        left = self._truth(e.left, frame)
-        if e.op == "and":
-            return left and self._truth(e.right, frame)
-        return left or self._truth(e.right, frame)
+        # A left-deep chain `a and b and c ...` is walked iteratively: it may be long.
+        chain = _left_spine(e, ast.BoolOp)
+        value = self._truth(chain[-1].left, frame)
+        for node in reversed(chain):
+            if value == (node.op == "and"):
+                value = self._truth(node.right, frame)
+        return value
 
     def _eval_Neg(self, e: ast.Neg, frame: _Frame) -> Any:
         value = self.eval(e.operand, frame)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise SpecError(f"cannot negate {type_name(value)}", e.loc, expected="a number")
-        return -value
+        return _check_value(-value, e.loc)
 
     def _eval_Compare(self, e: ast.Compare, frame: _Frame) -> bool:
         left, right = self.eval(e.left, frame), self.eval(e.right, frame)
         if isinstance(left, TensorValue) or isinstance(right, TensorValue):
             raise SpecError("tensors cannot be compared; compare their shapes (x.c, x.h)",
                             e.loc, expected="numbers or strings")
+        if isinstance(left, list | str) and isinstance(right, list | str):
+            self._step(e.loc, 1 + min(_work(left), _work(right)))
         try:
             return _COMPARE[e.op](left, right)
         except TypeError:
@@ -261,10 +302,27 @@ class _Elaborator:
                             e.loc, expected="two numbers, or two strings") from None
 
     def _eval_BinOp(self, e: ast.BinOp, frame: _Frame) -> Any:
-        left, right = self.eval(e.left, frame), self.eval(e.right, frame)
+        # Left-deep chains (`1 + 1 + ... + 1`, `a + b - c`) are walked iteratively: the
+        # parser counts a chain of one precedence level as a single level of nesting.
+        chain = _left_spine(e, ast.BinOp)
+        value = self.eval(chain[-1].left, frame)
+        for node in reversed(chain):
+            value = self._binop(node, value, self.eval(node.right, frame))
+        return value
+
+    def _binop(self, e: ast.BinOp, left: Any, right: Any) -> Any:
         if isinstance(left, TensorValue) and isinstance(right, TensorValue) and e.op in "+*":
             op = "add" if e.op == "+" else "mul"
             return self._op_call(op, [left, right], {}, None, e.loc)
+        if e.op == "+" and isinstance(left, list) and isinstance(right, list):
+            size, depth = size_of(left) + size_of(right), max(_depth(left), _depth(right))
+            _check_list_measure(size, depth, e.loc)
+            self._step(e.loc, len(left) + len(right))
+            tensors = _has_tensor(left) or _has_tensor(right)
+            return list_value(left + right, (size, depth, tensors))
+        if e.op == "+" and isinstance(left, str) and isinstance(right, str):
+            _check_str_len(len(left) + len(right), e.loc)
+            self._step(e.loc, 1 + (len(left) + len(right)) // 64)
         return _arith(e.op, left, right, e.loc)
 
     def _eval_Index(self, e: ast.Index, frame: _Frame) -> Any:
@@ -285,8 +343,10 @@ class _Elaborator:
         target = self.eval(e.target, frame)
         start = self._opt_int(e.start, frame)
         stop = self._opt_int(e.stop, frame)
-        if isinstance(target, list | str):
+        if isinstance(target, str):
             return target[start:stop]
+        if isinstance(target, list):
+            return self._list(target[start:stop], e.loc)
         if not isinstance(target, TensorValue):
             raise SpecError(f"cannot slice {type_name(target)}", e.loc)
         channels = target.shape[0]
@@ -310,7 +370,7 @@ class _Elaborator:
         if not isinstance(target, TensorValue):
             raise SpecError(f"{type_name(target)} has no attribute '{e.name}'", e.loc)
         shape = target.shape
-        fields = {"c": shape[0], "shape": list(shape)}
+        fields = {"c": shape[0], "shape": list_value(list(shape))}
         if len(shape) == 3:
             fields.update(h=shape[1], w=shape[2])
         if e.name not in fields:
@@ -338,6 +398,7 @@ class _Elaborator:
                                 expected="an integer such as `* 3`")
         value: Any = piped
         for _ in range(times):
+            self._step(e.loc)
             value = self._call_once(e, frame, value)
         return value
 
@@ -348,7 +409,8 @@ class _Elaborator:
         if isinstance(stage, StageValue) and not e.args:  # `x >> member` for a stage variable
             return self._apply_stage(stage, [piped] if piped else [], label, e.loc)
         if e.func in _CONSTRUCTS:
-            return self._split([piped, *args] if piped else args, kwargs, label, e.loc)
+            construct = self._split if e.func == "split" else self._chunk
+            return construct([piped, *args] if piped else args, kwargs, label, e.loc)
         takes_tensors = e.func in self.program.definitions or get_op(e.func) is not None
         if piped is None and takes_tensors and not any(_has_tensor(a) for a in args):
             return StageValue(e.func, tuple(args), kwargs, e.loc)
@@ -363,16 +425,17 @@ class _Elaborator:
 
     def _dispatch(self, func: str, args: list, kwargs: dict, label: str | None,
                   loc: SourceLoc) -> Any:
+        # The program's own definitions come first: they shadow ops and builtins.
         if func in self.program.definitions:
             return self._template_call(self.program.definitions[func], args, kwargs, label,
                                        loc)
+        if func in self.program.aliases:
+            raise SpecError(f"'{func}' is a network and cannot be called", loc,
+                            expected="a block or cell")
         if get_op(func) is not None:
             return self._op_call(func, args, kwargs, label, loc)
         if func in BUILTINS:
             return self._builtin_call(func, args, kwargs, loc)
-        if func in self.program.aliases:
-            raise SpecError(f"'{func}' is a network and cannot be called", loc,
-                            expected="a block or cell")
         known = [*self.program.definitions, *op_names(), *BUILTINS]
         raise SpecError(f"unknown op or block '{func}'{did_you_mean(func, known)}", loc,
                         expected="a primitive op (see `nasir ops`), a block defined or "
@@ -406,6 +469,58 @@ class _Elaborator:
             mode = {"mode": kwargs["mode"]} if "mode" in kwargs else {}
             return self._op_call("ensemble", outs, mode, None, loc)
 
+    def _chunk(self, args: list, kwargs: dict, label: str | None,
+               loc: SourceLoc) -> ListValue:
+        """`a, b = chunk(x, 2)` or `x >> chunk(2)`: n equal channel groups, as `slice` nodes
+        named chunk0..chunk{n-1} (or LABEL0.. with `as LABEL`), like torch.chunk on dim 1."""
+        if kwargs:
+            name = next(iter(kwargs))
+            raise SpecError(f"chunk has no parameter '{name}'", kwargs[name][1],
+                            expected="chunk(x, n) or x >> chunk(n)")
+        if len(args) != 2 or not isinstance(args[0], TensorValue):
+            raise SpecError("chunk needs a tensor and a number of groups", loc,
+                            expected="chunk(x, n) or x >> chunk(n)")
+        x, n = args
+        channels = x.shape[0]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise SpecError(f"chunk count must be a positive int, got {short_repr(n)}", loc,
+                            expected="an integer that divides the channels")
+        if channels % n:
+            raise SpecError(f"chunk({n}) does not divide the {channels} channels of its input "
+                            "into equal groups", loc,
+                            expected=f"a count that divides {channels}")
+        width = channels // n
+        base = label or "chunk"
+        outs = [self._add_node("slice", {"start": i * width, "stop": (i + 1) * width}, [x],
+                               f"{base}{i}", loc, called="chunk") if n > 1 else x
+                for i in range(n)]
+        return self._list(outs, loc)
+
+    def _default(self, stmt: ast.Default, frame: _Frame) -> None:
+        """`default bn(eps=1e-3)`: attribute values for later calls of a primitive op, until
+        the enclosing block (or network) call ends; explicit arguments win."""
+        name = stmt.op
+        op = get_op(name)
+        if op is None or name in self.program.definitions or name in self.program.aliases:
+            what = ("a definition of this program, not a primitive op"
+                    if op is not None else f"not a primitive op{did_you_mean(name, op_names())}")
+            raise SpecError(f"`default` needs a primitive op, but '{name}' is {what}",
+                            stmt.loc, expected="an op listed by `nasir ops`, e.g. "
+                                               "`default bn(eps=1e-3)`")
+        fields = list(op.Attrs.model_fields)
+        new = dict(self.defaults.get(name, {}))
+        for arg in stmt.args:
+            where = arg.loc or arg.value.loc
+            if arg.name is None or arg.splat:
+                raise SpecError(f"`default {name}` takes only named values", where,
+                                expected="name=value, e.g. `default bn(eps=1e-3)`")
+            if arg.name not in fields:
+                raise SpecError(f"{name} has no parameter '{arg.name}'"
+                                f"{did_you_mean(arg.name, fields)}", where,
+                                expected=f"parameters of {name}: {', '.join(fields) or '(none)'}")
+            new[arg.name] = (self.eval(arg.value, frame), where)
+        self.defaults = {**self.defaults, name: new}
+
     def _args(self, args: list[ast.Arg], frame: _Frame) -> tuple[list, dict]:
         positional: list[Any] = []
         named: dict[str, Any] = {}
@@ -414,6 +529,11 @@ class _Elaborator:
             if arg.splat:
                 if not isinstance(value, list):
                     raise SpecError(f"* expands a list, got {type_name(value)}", arg.value.loc)
+                self._step(arg.value.loc, len(value))
+                if len(positional) + len(value) > limits.MAX_LIST_ITEMS:
+                    raise SpecError(f"{len(positional) + len(value):,} arguments exceed the "
+                                    f"limit of {limits.MAX_LIST_ITEMS:,} list items "
+                                    "(MAX_LIST_ITEMS)", arg.value.loc, expected="fewer items")
                 positional.extend(value)
             elif arg.name is not None:
                 where = arg.loc or arg.value.loc
@@ -428,24 +548,35 @@ class _Elaborator:
         return positional, named
 
     def _label(self, expr: ast.Expr | None, frame: _Frame) -> str:
+        """A scope or node name: an identifier, or digits (`as 0`, `scope (i)`) so that ids
+        can mirror torchvision's `features.0.1`."""
         value = self.eval(expr, frame)
-        if not isinstance(value, str) or not _IDENT.match(value):
-            raise SpecError(f"a scope or node name must be an identifier, got {value!r}",
-                            expr.loc, expected="letters, digits and _, not starting with a digit")
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            value = str(value)
+        if not isinstance(value, str) or not (_IDENT.match(value) or _NUMERIC.match(value)):
+            raise SpecError(f"a scope or node name must be an identifier or a number, got "
+                            f"{short_repr(value)}", expr.loc,
+                            expected="letters, digits and _, not starting with a digit; or "
+                                     "digits only, such as 0")
         return value
 
     # ---- builtins --------------------------------------------------------------------
     def _builtin_call(self, name: str, args: list, kwargs: dict, loc: SourceLoc) -> Any:
         if any(isinstance(a, TensorValue) for a in args):
             raise SpecError(f"{name}() works on numbers, not tensors", loc)
+        work = sum(len(a) for a in args if isinstance(a, list))
+        self._step(loc, 1 + work)
         try:
-            return BUILTINS[name](*args, **{k: v for k, (v, _) in kwargs.items()})
+            result = BUILTINS[name](*args, **{k: v for k, (v, _) in kwargs.items()})
         except BuiltinError as exc:
             raise SpecError(str(exc), loc) from None
         except TypeError:
             raise SpecError(f"wrong arguments for {name}()", loc) from None
         except (ValueError, OverflowError, ZeroDivisionError) as exc:
-            raise SpecError(f"{name}(): {exc}", loc) from None
+            raise SpecError(f"{name}(): {short_repr(str(exc), 200)}", loc) from None
+        if isinstance(result, list):
+            return self._list(result, loc)
+        return _check_value(result, loc, f"the result of {name}()")
 
     # ---- templates -------------------------------------------------------------------
     def _template_call(self, d: ast.Definition, args: list, kwargs: dict,
@@ -457,6 +588,14 @@ class _Elaborator:
             chain = " -> ".join([*(n for n, _ in self.stack), d.name])
             raise SpecError(f"recursive call: {chain}", loc,
                             expected="blocks that do not call themselves")
+        if len(self.stack) >= limits.MAX_CALL_DEPTH:
+            names = [n for n, _ in self.stack]
+            chain = " -> ".join([*names[:3], "...", *names[-3:], d.name])
+            # The message shows both ends of the chain; the trace its innermost calls.
+            raise SpecError(f"block calls nest deeper than {limits.MAX_CALL_DEPTH} "
+                            f"(MAX_CALL_DEPTH): {chain}", loc,
+                            expected="a shallower chain of block calls",
+                            trace=list(reversed(self.stack))[:5])
         frame = _Frame()
         tensors = [a for a in args if isinstance(a, TensorValue)]
         scalars = [a for a in args if not isinstance(a, TensorValue)]
@@ -489,6 +628,7 @@ class _Elaborator:
             bound[name] = value
         self._bind_hyper(d, bound, frame, loc)
         self.stack.append((d.name, loc))
+        outer_defaults = self.defaults  # `default` statements end with the call
         try:
             with self._scope(label or d.name, (d.kind, d.name)):
                 self.exec_body(d.body, frame)
@@ -498,6 +638,7 @@ class _Elaborator:
             raise err.with_trace(list(reversed(self.stack))) from None
         finally:
             self.stack.pop()
+            self.defaults = outer_defaults
         raise SpecError(f"{d.kind} '{d.name}' ended without `return`", d.loc,
                         expected="`return <tensor>` at the end of the block")
 
@@ -545,6 +686,9 @@ class _Elaborator:
                             f"parameter(s), got {len(scalars)}", loc,
                             expected=f"{op.doc}" if op.doc else None)
         attrs = dict(zip(op.positional, scalars, strict=False))
+        defaults = self.defaults.get(name)
+        if defaults:  # `default op(...)` in force: explicit arguments win
+            kwargs = {**{k: v for k, v in defaults.items() if k not in attrs}, **kwargs}
         for key, (value, vloc) in kwargs.items():
             if key in attrs:
                 raise SpecError(f"{name} parameter '{key}' given twice", vloc)
@@ -572,8 +716,9 @@ class _Elaborator:
             shape = tuple(op.infer(model, ins))
         except ShapeError as exc:
             raise self._shape_error(called or op_name, exc, tensors, loc) from None
-        if len(self.ir) >= MAX_NODES:
-            raise SpecError(f"the network grew past {MAX_NODES} nodes", loc)
+        if len(self.ir) >= limits.MAX_NODES:
+            raise SpecError(f"the network grew past {limits.MAX_NODES:,} nodes (MAX_NODES)",
+                            loc, expected="a smaller network")
         node_id = "/".join([*self.scope, self._unique(base)])
         self.ir.add(Node(node_id, op_name, model, tuple(t.node for t in tensors), loc, shape))
         return TensorValue(node_id, shape)
@@ -594,7 +739,7 @@ class _Elaborator:
                              expected=op.doc if op else None)
         got = err.get("input")
         return SpecError(f"{name} parameter '{field_name}': {err['msg'].lower()} "
-                         f"(got {got!r}, {type_name(got)})", where,
+                         f"(got {short_repr(got)}, {type_name(got)})", where,
                          expected=op.doc if op else None)
 
     def _shape_error(self, name: str, exc: ShapeError, tensors: list[TensorValue],
@@ -634,7 +779,64 @@ class _Elaborator:
 def _has_tensor(value: Any) -> bool:
     if isinstance(value, TensorValue):
         return True
-    return isinstance(value, list) and any(_has_tensor(v) for v in value)
+    if isinstance(value, ListValue):
+        return value.tensors
+    return isinstance(value, list) and measure(value)[2]
+
+
+def _depth(value: list) -> int:
+    return value.depth if isinstance(value, ListValue) else measure(value)[1]
+
+
+def _work(value: list | str) -> int:
+    """Steps charged for touching every item of a value (strings are cheap per character)."""
+    return size_of(value) if isinstance(value, list) else len(value) // 64
+
+
+def _left_spine(e: ast.Expr, kind: type) -> list:
+    """The nodes of a left-deep chain of `kind`, outermost first."""
+    chain = [e]
+    while isinstance(chain[-1].left, kind):
+        chain.append(chain[-1].left)
+    return chain
+
+
+def _check_list_measure(size: int, depth: int, loc: SourceLoc) -> None:
+    if size > limits.MAX_LIST_ITEMS:
+        raise SpecError(f"a list of {size:,} items (nested lists included) exceeds the limit "
+                        f"of {limits.MAX_LIST_ITEMS:,} list items (MAX_LIST_ITEMS)", loc,
+                        expected="smaller lists")
+    if depth > limits.MAX_NESTING:
+        raise SpecError(f"lists nest deeper than {limits.MAX_NESTING} (MAX_NESTING)", loc,
+                        expected="lists of lists a few levels deep")
+
+
+def _check_str_len(length: int, loc: SourceLoc) -> None:
+    if length > limits.MAX_STR_CHARS:
+        raise SpecError(f"a string of {length:,} characters exceeds the limit of "
+                        f"{limits.MAX_STR_CHARS:,} characters (MAX_STR_CHARS)", loc,
+                        expected="shorter strings")
+
+
+def _check_value(value: Any, loc: SourceLoc, what: str = "the result") -> Any:
+    """Every int has |v| <= MAX_INT, every float is finite, every string fits MAX_STR_CHARS."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not -limits.MAX_INT <= value <= limits.MAX_INT:
+            raise _int_limit(loc, what)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise SpecError(f"{what} is not a finite number", loc,
+                            expected="numbers of a reasonable size")
+    elif isinstance(value, str):
+        _check_str_len(len(value), loc)
+    return value
+
+
+def _int_limit(loc: SourceLoc, what: str = "the result") -> SpecError:
+    return SpecError(f"{what} exceeds the limit of {limits.MAX_INT:,} for the magnitude of an "
+                     "integer (MAX_INT)", loc, expected="integers of a reasonable size")
 
 
 class _ScopeGuard:
@@ -675,15 +877,18 @@ def _arith(op: str, left: Any, right: Any, loc: SourceLoc) -> Any:
                         expected="two numbers (or + on two strings or two lists)")
     if op in ("/", "//", "%") and right == 0:
         raise SpecError("division by zero", loc, expected="a non-zero divisor")
-    if op == "**" and isinstance(right, int) and abs(right) > 64:
-        raise SpecError(f"exponent {right} is too large", loc)
+    if op == "**" and isinstance(left, int) and isinstance(right, int) and right > 0 \
+            and (abs(left).bit_length() - 1) * right > limits.MAX_INT.bit_length():
+        raise _int_limit(loc, f"{left} ** {right}")  # refused before it is computed
+    if op == "**" and isinstance(right, int) and abs(right) > 4096:
+        raise SpecError(f"exponent {right} is too large", loc, expected="an exponent up to 4096")
     try:
         result = _ARITH[op](left, right)
     except (OverflowError, ZeroDivisionError) as exc:
         raise SpecError(f"arithmetic error: {exc}", loc) from None
     if isinstance(result, complex) or (isinstance(result, float) and not math.isfinite(result)):
         raise SpecError(f"{left} {op} {right} has no finite real value", loc)
-    return result
+    return _check_value(result, loc, f"{left} {op} {right}")
 
 
 _ARITH = {
@@ -713,7 +918,7 @@ def _check_type(p: ast.Param, value: Any, loc: SourceLoc) -> Any:
         "list": isinstance(value, list),
     }[declared]
     if not ok:
-        raise SpecError(f"parameter '{p.name}' expects {declared}, got {value!r} "
+        raise SpecError(f"parameter '{p.name}' expects {declared}, got {short_repr(value)} "
                         f"({type_name(value)})", loc, expected=f"a value of type {declared}")
     return float(value) if declared == "float" else value
 
