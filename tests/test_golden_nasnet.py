@@ -93,3 +93,29 @@ def test_nasnet_a_mobile_static_counts_equal_torch(mobile: IR) -> None:
 
 def test_nasnet_a_cifar_static_counts_equal_torch(cifar: IR) -> None:
     assert_static_matches_torch(cifar)
+
+
+def test_batch_norm_follows_the_tf_slim_arg_scopes(mobile: IR, cifar: IR) -> None:
+    """ImageNet: eps 1e-3, decay 0.9997 (momentum 3e-4); CIFAR: eps 1e-5, decay 0.9 (0.1)."""
+    for ir, eps, momentum in ((mobile, 1e-3, 3e-4), (cifar, 1e-5, 0.1)):
+        bns = [n.attrs for n in ir.nodes() if n.op == "bn"]
+        assert bns and {(a.eps, a.momentum) for a in bns} == {(eps, momentum)}
+
+
+def test_only_strided_windows_on_even_maps_pad_asymmetrically(mobile: IR, cifar: IR) -> None:
+    """TF "SAME": stride 2 on an even map pads one more pixel at the bottom/right; everything
+    else (stride 1, odd maps such as the 111x111 after Mobile's VALID conv0) is symmetric."""
+    for ir in (mobile, cifar):
+        windows = [n for n in ir.nodes()
+                   if n.op in ("conv", "maxpool", "avgpool") and n.id != "stem/conv0"]
+        for n in windows:
+            h = ir.node(n.inputs[0]).shape[1]
+            k, s = n.attrs.kernel, n.attrs.stride
+            if s == 2 and h % 2 == 0 and k > 1:
+                before = (k - 2) // 2
+                assert n.attrs.pad == (before, before + 1, before, before + 1), n.id
+            else:
+                assert isinstance(n.attrs.pad, int), n.id
+        assert any(not isinstance(n.attrs.pad, int) for n in windows)
+    conv0 = mobile.node("stem/conv0")
+    assert conv0.attrs.pad == 0 and conv0.shape[1] == 111  # VALID

@@ -23,3 +23,9 @@ def concat(*xs: Tensor) -> Tensor:
 
 def channel_slice(x: Tensor, start: int, stop: int) -> Tensor:
     return x[:, start:stop]
+
+
+def channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    """ShuffleNet's channel shuffle: view C as (groups, C/groups), transpose, flatten back."""
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)

@@ -7,11 +7,11 @@ one accumulation (the paper's Table 1 counts AddNN as 0 #Mul and 2x the CNN's #A
 
 from __future__ import annotations
 
-from pydantic import Field, NonNegativeInt, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
 
 from nasir.ir.graph import Shape
-from nasir.ops.base import DENSE, Cost, Layer, OpDef, conv_out, numel, spatial
-from nasir.ops.conv import SamePaddingAttrs, check_window
+from nasir.ops.base import DENSE, Cost, Layer, OpDef, numel, spatial
+from nasir.ops.conv import SamePaddingAttrs, check_window, window_shape
 from nasir.ops.registry import register
 
 
@@ -23,6 +23,12 @@ class AdderAttrs(SamePaddingAttrs):
     bias: bool = False
     eta: float = Field(0.2, gt=0.0)
 
+    @field_validator("pad", mode="before")
+    @classmethod
+    def _one_pad(cls, value: object) -> object:
+        if isinstance(value, list | tuple | str):  # Adder2d pads every side alike
+            raise ValueError('adder takes one pad for every side (an int, or "same")')
+        return value
 
 
 @register
@@ -37,8 +43,7 @@ class Adder(OpDef):
     def infer(self, a: AdderAttrs, ins: list[Shape]) -> Shape:
         _, h, w = spatial(ins[0], self.name)
         check_window(self.name, h, w, a.kernel, a.pad)
-        return (a.out, conv_out(h, a.kernel, a.stride, a.pad),
-                conv_out(w, a.kernel, a.stride, a.pad))
+        return (a.out, *window_shape(h, w, a.kernel, a.stride, a.pad))
 
     def cost(self, a: AdderAttrs, ins: list[Shape], out: Shape) -> Cost:
         terms = numel(out) * ins[0][0] * a.kernel * a.kernel

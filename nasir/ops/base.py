@@ -15,9 +15,10 @@ from nasir.ir.graph import Shape
 
 
 class Attrs(BaseModel):
-    """Base for op attribute models: strict types, no unknown fields, immutable."""
+    """Base for op attribute models: strict types, no unknown fields, immutable, and no
+    attribute may hold inf or nan."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class NoAttrs(Attrs):
@@ -120,14 +121,32 @@ def spatial(shape: Shape, op: str, index: int = 0) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
-def conv_out(
-    size: int, kernel: int, stride: int, pad: int, dilation: int = 1, ceil_mode: bool = False
+def window_out(
+    size: int,
+    kernel: int,
+    stride: int,
+    pad_before: int,
+    pad_after: int,
+    dilation: int = 1,
+    ceil_mode: bool = False,
 ) -> int:
-    """Output length of a convolution or pooling window along one axis (PyTorch rule)."""
-    span = size + 2 * pad - dilation * (kernel - 1) - 1
+    """Output length of a sliding window (convolution, adder or pooling) along one axis.
+
+    The PyTorch rule, with the padding on each side given separately: floor (or ceil) of
+    (padded size - window span) / stride, plus one; in ceil mode the last window must start
+    inside the input or its leading padding.
+    """
+    span = size + pad_before + pad_after - dilation * (kernel - 1) - 1
     if ceil_mode:
         out = -(-span // stride) + 1
-        if (out - 1) * stride >= size + pad:  # the last window must start inside the input
+        if (out - 1) * stride >= size + pad_before:
             out -= 1
         return out
     return span // stride + 1
+
+
+def conv_out(
+    size: int, kernel: int, stride: int, pad: int, dilation: int = 1, ceil_mode: bool = False
+) -> int:
+    """Output length with the same padding `pad` on both sides (see `window_out`)."""
+    return window_out(size, kernel, stride, pad, pad, dilation, ceil_mode)

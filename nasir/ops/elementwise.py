@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import PositiveFloat
 
 from nasir.ir.graph import Shape
@@ -76,3 +78,38 @@ class HardSwish(_Activation):
 class Sigmoid(_Activation):
     name, torch_cls, doc = "sigmoid", "torch.nn.Sigmoid", "1 / (1 + exp(-x))"
     per_element = (0, 1, 2)  # exp and division counted as `other`
+
+
+@register
+class SiLU(_Activation):
+    """SiLU (Elfwing et al. 2018), a.k.a. Swish with beta=1 (Ramachandran et al. 2017), the
+    activation of EfficientNet: one name only, `silu` (PyTorch's). Counted per element as
+    sigmoid's add, exp and division plus the multiply by x."""
+
+    name, torch_cls, doc = "silu", "torch.nn.SiLU", "x * sigmoid(x) (Swish, EfficientNet)"
+    per_element = (1, 1, 2)
+
+
+class GeluAttrs(Attrs):
+    approximate: Literal["none", "tanh"] = "none"
+
+
+@register
+class GELU(_Activation):
+    """GELU (Hendrycks and Gimpel 2016). Counted per element: exact, x/sqrt(2), 0.5*x and the
+    product (3 muls), 1 + erf (1 add), erf (1 other); tanh form, x*x*x (2), 0.044715*x^3,
+    sqrt(2/pi)*(.), 0.5*x and the product (6 muls), x + . and 1 + tanh (2 adds), tanh (1)."""
+
+    name, torch_cls = "gelu", "torch.nn.GELU"
+    doc = 'x * Phi(x): gelu(approximate="none"|"tanh")'
+    Attrs = GeluAttrs
+    positional = ("approximate",)
+    per_element = (3, 1, 1)
+
+    def cost(self, a: GeluAttrs, ins: list[Shape], out: Shape) -> Cost:
+        n = numel(out)
+        muls, adds, other = (6, 2, 1) if a.approximate == "tanh" else self.per_element
+        return Cost(muls=muls * n, adds=adds * n, other=other * n, kind=ACT)
+
+    def lower(self, a: GeluAttrs, ins: list[Shape], out: Shape) -> Layer:
+        return Layer(self.torch_cls, (), {"approximate": a.approximate})
