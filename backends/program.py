@@ -2,23 +2,66 @@
 
 Both PyTorch backends (the in-memory module and the generated source) read this, so a
 compiled module and its generated source have the same module tree and parameter names.
+
+Naming rule (`attr_name`, the only place that maps a spec label to a module attribute):
+a label is kept verbatim, so state-dict keys are the spec's labels joined by "." (`stem.conv
+.weight`, `features.0.1.weight`, `class.weight`: nn.Module accepts digits and Python keywords
+as child names). Only labels that would shadow an attribute of the modules nasir builds
+(`training`, `forward`, `cuda`, `_modules`, `network`, ... : every attribute of
+`nn.Module`, of an `nn.Module` instance and of nasir's `NasirModel`) are mangled, by one more
+trailing `_`. To stay one-to-one the whole family of underscore-suffixed names past a
+reserved one moves too: `training` -> `training_`, `training_` -> `training__`, while
+`__init` (below the reserved `__init__`) stays. Generated Python writes children whose names
+are not plain identifiers with `add_module("0", ...)` and reads them with `getattr`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 
 import torch.nn as nn
 
 from nasir.ir.graph import IR, Node
 from nasir.ops import Function, Layer, get_op
 
-_RESERVED = {"self", "torch", "nn", "NF", "super", "input", "sum", "len", "list", "type"}
+# Attributes the modules nasir builds set on themselves (ScopeModule, NasirModel).
+_OWN_ATTRIBUTES = {"_inputs", "_outputs", "_steps", "_prepare", "network", "input_shapes",
+                   "example_inputs"}
+
+
+@cache
+def reserved_names() -> frozenset[str]:
+    """Names a child module may not take: nn.Module's class and instance attributes and
+    those of nasir's own module classes."""
+    return frozenset({*dir(nn.Module), *vars(nn.Module()), *_OWN_ATTRIBUTES})
 
 
 def attr_name(name: str) -> str:
-    """A module attribute name for a node or scope that never shadows nn.Module's own."""
-    return f"{name}_" if hasattr(nn.Module, name) or name in _RESERVED else name
+    """The module attribute (and state-dict key part) for a node or scope label.
+
+    Injective: different labels never get the same attribute (see the module docstring).
+    """
+    base = name.rstrip("_")
+    suffix = len(name) - len(base)
+    taken = sorted(_families().get(base, ()))
+    if not taken or taken[0] > suffix:
+        return name
+    shifted = suffix
+    for k in taken:  # the suffix-th member of the family that is not reserved
+        if k <= shifted:
+            shifted += 1
+    return base + "_" * shifted
+
+
+@cache
+def _families() -> dict[str, list[int]]:
+    """Each reserved name as (name without trailing `_`) -> its numbers of trailing `_`."""
+    families: dict[str, list[int]] = {}
+    for name in reserved_names():
+        base = name.rstrip("_")
+        families.setdefault(base, []).append(len(name) - len(base))
+    return families
 
 
 @dataclass

@@ -3,11 +3,17 @@
 Each scope module runs its steps in order over a small environment of tensors; the step
 list is fixed at construction, so `torch.compile` and `torch.export` trace it into a
 straight graph. The generated-source backend writes the same steps out as Python.
+
+A network whose weights would not fit in memory is refused before anything is allocated:
+`weight_values` counts its parameters and batch-norm buffers from the IR alone (float32),
+and `to_module` (so `nasir.compile`) raises `SpecError` when they exceed `max_bytes`
+(default: `default_max_bytes()`, half of physical memory, MEMORY_FRACTION).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from functools import partial
 from typing import Any
 
@@ -15,8 +21,14 @@ import torch
 from torch import nn
 
 from nasir.backends.program import ScopeProgram, Step, scope_program
+from nasir.errors import SpecError
 from nasir.ir.graph import IR
-from nasir.ops import Function, Layer
+from nasir.ops import Function, Layer, get_op
+from nasir.ops.base import BN
+
+MEMORY_FRACTION = 0.5  # share of physical memory one network's weights may take
+FALLBACK_MEMORY_BYTES = 8 * 1024**3  # assumed physical memory where the OS does not say
+BYTES_PER_VALUE = 4  # float32 weights and buffers
 
 
 def resolve(path: str) -> Any:
@@ -84,6 +96,50 @@ class NasirModel(ScopeModule):
         return tuple(torch.randn(batch, *s, device=device) for s in self.input_shapes.values())
 
 
-def to_module(ir: IR) -> NasirModel:
-    """Lower shape-checked IR to a trainable module."""
-    return NasirModel(ir)
+def default_max_bytes() -> int:
+    """MEMORY_FRACTION of physical memory (FALLBACK_MEMORY_BYTES where it is unknown)."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        total = 0
+    return int((total if total > 0 else FALLBACK_MEMORY_BYTES) * MEMORY_FRACTION)
+
+
+def weight_values(ir: IR) -> tuple[int, int]:
+    """(parameters, batch-norm running-statistics values) of the network, from the IR alone."""
+    params = buffers = 0
+    for node in ir.nodes():
+        op = get_op(node.op)
+        if op is None or node.shape is None:
+            continue
+        cost = op.cost(node.attrs, [ir.node(i).shape for i in node.inputs], node.shape)
+        params += cost.params
+        if cost.kind == BN:
+            buffers += 2 * node.shape[0]  # running mean and variance, one per channel
+    return params, buffers
+
+
+def check_memory(ir: IR, max_bytes: int | None = None) -> None:
+    """Refuse, with SpecError, a network whose weights exceed `max_bytes`."""
+    limit = default_max_bytes() if max_bytes is None else max_bytes
+    params, buffers = weight_values(ir)
+    needed = (params + buffers) * BYTES_PER_VALUE
+    if needed > limit:
+        raise SpecError(
+            f"network {ir.name} has {params:,} parameters and {buffers:,} buffer values: "
+            f"{needed:,} bytes as float32, over the limit of {limit:,} bytes",
+            expected="fewer or narrower layers, or a larger max_bytes= (the default is "
+                     f"{MEMORY_FRACTION:.0%} of physical memory, MEMORY_FRACTION)")
+
+
+def to_module(ir: IR, max_bytes: int | None = None) -> NasirModel:
+    """Lower shape-checked IR to a trainable module, after `check_memory`."""
+    check_memory(ir, max_bytes)
+    try:
+        return NasirModel(ir)
+    except (MemoryError, RuntimeError) as exc:  # torch's allocator raises RuntimeError
+        if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
+            raise
+        raise SpecError(f"out of memory while building network {ir.name}: the weights fit "
+                        "the budget but the machine had too little free memory",
+                        expected="a smaller network, or more free memory") from None

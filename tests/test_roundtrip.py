@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import types
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ import torch
 import nasir
 from nasir.backends.arch_printer import to_arch
 from nasir.backends.python_source import to_python
+from nasir.catalog import shipped_networks
 
 # One network per paper construct: ghost modules (slices, SE), NASNet cells (shift,
 # drop_path), adder layers, learned group convs, DARTS cells (zero, dilated dw), ensembles.
@@ -51,3 +53,15 @@ def test_blocks_differing_only_in_widths_share_one_parametrised_class():
     assert "self.block1 = Basic_2(in_channels=32, out_channels=64)" in source
     assert "def __init__(self, in_channels) -> None:" in source
     assert source.count("\nclass ") == 8
+
+
+@pytest.mark.parametrize("name", sorted(shipped_networks()))
+def test_every_shipped_network_prints_and_generates_consistently(name: str):
+    """Both torch backends name every parameter alike, and the printed .arch re-parses."""
+    ir = nasir.load(name)
+    assert nasir.load(to_arch(ir), text=True).signature() == ir.signature()
+    module = types.ModuleType(f"gen_{name}")
+    exec(compile(to_python(ir), module.__name__, "exec"), module.__dict__)  # nasir's output
+    with torch.device("meta"):  # module trees and names, no weights allocated
+        generated, compiled = module.build(), nasir.compile(ir)
+    assert list(generated.state_dict()) == list(compiled.state_dict())

@@ -34,7 +34,9 @@ from nasir.parse import ast
 from nasir.parse.loader import Program
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_NUMERIC = re.compile(r"^[0-9]+$")  # numeric labels: `as 0`, like torch's Sequential indices
+# Numeric labels: `as 0`, like torch's Sequential indices; `0_1` is the name a repeated `0`
+# gets in its scope, accepted back so that printed specs re-parse.
+_NUMERIC = re.compile(r"^[0-9]+(_[0-9]+)*$")
 _TYPES = {"int", "float", "bool", "str", "list", "any"}
 _CONSTRUCTS = {"split", "chunk"}  # calls the elaborator handles itself; reserved names
 
