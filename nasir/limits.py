@@ -9,7 +9,7 @@ Large elaborates to about 10k nodes) and small enough that reaching one is fast.
 from __future__ import annotations
 
 # ---- reading and parsing ----------------------------------------------------------------
-MAX_SPEC_BYTES = 512 * 1024  # size of one .arch file (or spec text); the largest shipped spec is 8 KB
+MAX_SPEC_BYTES = 512 * 1024  # one .arch file or spec text (the largest shipped spec is 8 KB)
 MAX_IMPORTED_FILES = 256  # files one program may load, the root included
 MAX_IMPORT_DEPTH = 64  # length of an import chain a -> b -> c ...
 MAX_NESTING = 200  # syntactic nesting: parentheses, lists, bodies, operator chains

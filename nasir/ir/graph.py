@@ -31,6 +31,7 @@ class Node:
     loc: SourceLoc | None = None
     shape: Shape | None = None
     order: int = 0
+    made_by: str | None = None  # the pass that created this node (None: the spec itself)
 
     @property
     def scope(self) -> tuple[str, ...]:
@@ -79,8 +80,16 @@ class IR:
     def update(self, node_id: str, **changes) -> Node:
         """Replace fields of a node (shape, attrs); inputs and order stay consistent."""
         old = self.node(node_id)
+        if {"id", "order"} & set(changes):
+            raise ValueError(f"node {node_id}: id and order cannot change; add a new node")
         new = replace(old, **changes)
         if new.inputs != old.inputs:
+            missing = [i for i in new.inputs if i not in self.graph]
+            if missing:
+                raise ValueError(f"node {node_id} uses unknown inputs {missing}")
+            later = [i for i in new.inputs if self.node(i).order >= old.order]
+            if later:
+                raise ValueError(f"node {node_id} uses inputs {later} that are not earlier")
             for src in set(old.inputs):
                 self.graph.remove_edge(src, node_id)
             for src in new.inputs:
@@ -116,6 +125,12 @@ class IR:
         other.scope_kinds = dict(self.scope_kinds)
         other._next_order = self._next_order
         return other
+
+    def verify(self) -> None:
+        """Raise `nasir.ir.verify.IRError` if an IR invariant is broken (see that module)."""
+        from nasir.ir.verify import verify
+
+        verify(self)
 
     def signature(self) -> list[tuple]:
         """Structure without locations: equal signatures mean equal networks."""
