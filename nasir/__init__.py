@@ -13,6 +13,7 @@ from nasir.api import compile, load, parse_shape
 from nasir.errors import SourceLoc, SpecError
 from nasir.ir import IR
 from nasir.passes.costs import CountingPolicy, count_costs
+from nasir.passes.pipeline import transform
 
 __version__ = "0.1.0"
 
@@ -25,4 +26,4 @@ def stats(ir: IR, policy: str | CountingPolicy = "paper"):
 
 
 __all__ = ["IR", "CountingPolicy", "SourceLoc", "SpecError", "__version__", "compile",
-           "count_costs", "load", "parse_shape", "stats"]
+           "count_costs", "load", "parse_shape", "stats", "transform"]
