@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import nasir
 from nasir import limits
 from nasir.cli import main
 from nasir.errors import SourceLoc, SpecError
@@ -405,3 +406,15 @@ def test_an_unexpected_exception_in_the_transform_is_still_a_located_spec_error(
     monkeypatch.setattr("nasir.parse.parser._int", broken)
     err = _error("let a = [1,\n 2]")
     assert "boom" in err.message and err.loc is not None and err.loc.line == 1
+
+
+def test_string_statements_anywhere_in_a_body_are_documentation_not_code() -> None:
+    """Found by tests/test_fuzz.py: a second string statement used to reach the elaborator."""
+    text = ('block b(x) {\n    "doc"\n    "more doc"\n    for i in range(2) { "loop doc"\n'
+            '        x = x >> relu }\n    return x\n}\n'
+            'network main() {\n    input x: 3x8x8\n    return x >> b\n}\n')
+    module = parse_text(text)
+    block = module.definitions[0]
+    assert block.doc == "doc"
+    assert [type(s).__name__ for s in block.body] == ["For", "Return"]
+    assert [n.op for n in nasir.load(text, text=True).nodes()] == ["input", "relu", "relu"]

@@ -223,6 +223,14 @@ def _unquote(token: str) -> str:
     return "".join(out)
 
 
+class _Body(list):
+    """A body's statements, with the docstring that opened it (if any)."""
+
+    def __init__(self, statements, doc: str = ""):
+        super().__init__(statements)
+        self.doc = doc
+
+
 class _ToAst(Transformer_NonRecursive):
     """Lark tree → `nasir.parse.ast`, attaching a `SourceLoc` to every node."""
 
@@ -278,10 +286,8 @@ class _ToAst(Transformer_NonRecursive):
     @v_args(meta=True)
     def definition(self, meta, children):
         kind, name, params, body = children
-        doc = ""
-        if body and isinstance(body[0], str):
-            doc = body.pop(0)
-        return ast.Definition(kind, str(name), params or [], body, self._loc(name), doc)
+        return ast.Definition(kind, str(name), params or [], list(body), self._loc(name),
+                              body.doc)
 
     def param_list(self, children):
         return [c for c in children if c is not None]
@@ -293,7 +299,11 @@ class _ToAst(Transformer_NonRecursive):
                          self._loc(name))
 
     def body(self, children):
-        return [c for c in children if c is not None and not isinstance(c, Token)]
+        """The statements of a body. A string statement is documentation, not code: the
+        first one of a definition's body is its docstring, any other is dropped."""
+        items = [c for c in children if c is not None and not isinstance(c, Token)]
+        doc = items[0] if items and isinstance(items[0], str) else ""
+        return _Body((c for c in items if not isinstance(c, str)), doc)
 
     # -- statements
     @v_args(meta=True)
