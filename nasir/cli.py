@@ -94,6 +94,18 @@ def _build_parser() -> argparse.ArgumentParser:
     listing = _command(sub, "list", "list the shipped networks", _cmd_list)
     listing.add_argument("--json", action="store_true")
     _command(sub, "ops", "list the primitive ops and their parameters", _cmd_ops)
+
+    imp = _command(sub, "import-weights", "map a checkpoint of the original code onto a "
+                   "spec's parameter names and save it", _cmd_import_weights)
+    _spec_args(imp)
+    imp.add_argument("checkpoint", help="a torch.save file (loaded with weights_only=True)")
+    imp.add_argument("-o", "--output", required=True, help="the .pt file to write")
+    imp.add_argument("--by-order", action=argparse.BooleanOptionalAction, default=True,
+                     help="pair leftover tensors in order when all their shapes agree "
+                          "(default; --no-by-order: names and unique shapes only)")
+    imp.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
+                     help="every tensor on both sides must match (default)")
+    imp.add_argument("--force", action="store_true", help="overwrite an existing file")
     return parser
 
 
@@ -109,6 +121,8 @@ def _spec_args(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--input", help="input shape CxHxW, e.g. 3x224x224")
     cmd.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                      help="override a network parameter (repeatable), e.g. --set depth=56")
+    cmd.add_argument("--import-path", action="append", default=[], metavar="DIR",
+                     help="also allow imports from DIR (repeatable; NASIR_IMPORT_PATH adds more)")
 
 
 def _version() -> str:
@@ -122,7 +136,8 @@ def _version() -> str:
 def _load(args: argparse.Namespace):
     from nasir.api import load
 
-    return load(args.spec, network=args.network, input=args.input, **_overrides(args.set))
+    return load(args.spec, network=args.network, input=args.input,
+                import_paths=args.import_path, **_overrides(args.set))
 
 
 def _overrides(items: list[str]) -> dict[str, Any]:
@@ -139,18 +154,10 @@ def _overrides(items: list[str]) -> dict[str, Any]:
 
 
 def _write(path: str, text: str | bytes, force: bool) -> None:
-    """Write a file atomically; never replace an existing file unless asked to."""
-    target = Path(path)
-    if target.exists() and not force:
-        raise SpecError(f"{path} exists", expected="a new path, or --force to overwrite it")
-    if not target.parent.exists():
-        raise SpecError(f"directory {target.parent} does not exist")
-    tmp = target.with_name(f".{target.name}.nasir-tmp")
-    if isinstance(text, bytes):
-        tmp.write_bytes(text)
-    else:
-        tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
+    """Write an output file all or nothing; `--force` replaces only a regular file."""
+    from nasir.files import write_atomic
+
+    write_atomic(path, text, force=force)
 
 
 # ---- commands ---------------------------------------------------------------------------
@@ -167,10 +174,13 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     from nasir.passes.costs import CountingPolicy, count_costs
     from nasir.report import report_json, report_table
 
+    if args.depth < 0:
+        raise SpecError(f"bad --depth {args.depth}", expected="0 (totals only) or more")
     ir = _load(args)
     report = count_costs(ir, CountingPolicy.parse(args.count))
-    if args.json:
-        print(json.dumps(report_json(report, ir, per_layer=args.per_layer), indent=2))
+    if args.json:  # allow_nan=False: never Infinity/NaN, which are not JSON
+        print(json.dumps(report_json(report, ir, per_layer=args.per_layer), indent=2,
+                         allow_nan=False))
     else:
         print(report_table(report, ir, depth=args.depth, per_layer=args.per_layer))
     return 0
@@ -223,6 +233,21 @@ def _cmd_ops(args: argparse.Namespace) -> int:
         op = get_op(name)
         fields = ", ".join(op.Attrs.model_fields)
         print(f"{name:<20} {op.doc or fields}")
+    return 0
+
+
+def _cmd_import_weights(args: argparse.Namespace) -> int:
+    from nasir.api import compile
+    from nasir.weights import load_checkpoint, load_weights, state_dict_bytes
+
+    state, where = load_checkpoint(args.checkpoint)
+    module = compile(_load(args))
+    mapping = load_weights(module, state, strict=args.strict, by_order=args.by_order)
+    print(f"read {len(state)} tensors from {where} of {args.checkpoint}")
+    print(mapping.summary())
+    _write(args.output, state_dict_bytes(module), args.force)
+    print(f"wrote {args.output}: the state_dict of {module.__class__.__name__} "
+          f"(load it with torch.load(path, weights_only=True))")
     return 0
 
 

@@ -1,13 +1,24 @@
-"""Cost reports for people (a table) and programs (JSON), always naming the convention."""
+"""Cost reports for people (a table) and programs (JSON), always naming the convention.
+
+The table's rows add up: at any `--depth`, the rows printed plainly sum exactly to the total
+in every column. A scope broken down into deeper scopes still shows its subtotal, but in
+[brackets], indented above its parts and not added again; the nodes directly inside such a
+scope (outside its child scopes) get one "(self)" row, so nothing is lost or counted twice.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from nasir.ir.graph import IR
 from nasir.passes.costs import CostReport, Totals
 
 _COLUMNS = ("params", "macs", "muls", "adds", "flops", "activations")
+SELF = "(self)"
+LEGEND = ("[bracketed] rows are subtotals of the indented rows below them, not added again; "
+          "the other rows add up to the total.")
 
 
 def _shape(shape: tuple[int, ...] | None) -> str:
@@ -15,7 +26,11 @@ def _shape(shape: tuple[int, ...] | None) -> str:
 
 
 def report_json(report: CostReport, ir: IR, per_layer: bool = False) -> dict[str, Any]:
-    """One object: totals at the top level, the policy, and per-scope (and per-node) rows."""
+    """One object: totals at the top level, the policy, and per-scope (and per-node) rows.
+
+    Every number in it is an int or a finite float (a non-finite or huge parameter value is
+    written as a string), so `json.dumps(..., allow_nan=False)` always succeeds.
+    """
     data: dict[str, Any] = {
         "network": report.network,
         "spec": ir.source,
@@ -25,7 +40,7 @@ def report_json(report: CostReport, ir: IR, per_layer: bool = False) -> dict[str
         "policy": {"name": report.policy.name, "description": report.policy.describe(),
                    "bn": report.policy.bn, "act": report.policy.act, "pool": report.policy.pool,
                    "eltwise": report.policy.eltwise, "condensed": report.policy.condensed},
-        "parameters": ir.params,
+        "parameters": jsonable(ir.params),
         "scopes": {k: v.as_dict() for k, v in report.scopes.items()},
     }
     if len(data["input"]) == 1:
@@ -37,6 +52,31 @@ def report_json(report: CostReport, ir: IR, per_layer: bool = False) -> dict[str
     return data
 
 
+_MAX_JSON_INT_BITS = 1024  # beyond this an int is written as a string (Python caps int->str)
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as plain JSON data: finite numbers, strings, bools, None, lists and objects.
+
+    Non-finite floats become "inf"/"-inf"/"nan" and integers above 2**1024 a short
+    description, so a report never carries `Infinity`/`NaN` (not JSON) nor an integer
+    too long to print; anything else (a stage, a block) is written as its `str`.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        if value.bit_length() > _MAX_JSON_INT_BITS:
+            return f"<integer of {value.bit_length()} bits>"
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
 def human(n: int) -> str:
     """12,345,678 -> '12.35M'."""
     for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
@@ -45,38 +85,118 @@ def human(n: int) -> str:
     return str(n)
 
 
-def report_table(report: CostReport, ir: IR, depth: int = 1, per_layer: bool = False) -> str:
-    inputs = ", ".join(f"{k} {_shape(v)}" for k, v in report.inputs.items())
-    lines = [f"{report.network}  (input {inputs}, output {_shape(ir.node(ir.output).shape)}, "
-             f"batch 1)", _wrap(report.policy.describe()), ""]
-    rows: list[tuple[str, str, Totals]] = []
-    if per_layer:
-        rows = [(node_id, ir.node(node_id).op, t) for node_id, t in report.nodes.items()]
-    elif depth > 0:
-        rows = _scope_rows(report, ir, depth)
-    lines.append(_table(rows, report.total))
-    return "\n".join(lines)
+@dataclass(frozen=True)
+class Row:
+    """One line of the breakdown table.
+
+    `path` is a node id, a scope path, or a scope path + "/(self)"; `level` is its
+    indentation. Rows with `summed=True` add up exactly to the report's total; the others
+    are subtotals of the summed rows indented below them.
+    """
+
+    path: str
+    kind: str
+    level: int
+    totals: Totals
+    summed: bool = True
+
+    @property
+    def label(self) -> str:
+        """What the table prints: the last part of the path, indented by level."""
+        return "  " * self.level + self.path.rsplit("/", 1)[-1]
 
 
-def _scope_rows(report: CostReport, ir: IR, depth: int) -> list[tuple[str, str, Totals]]:
-    """Rows for scopes and top-level nodes at most `depth` deep, in network order."""
-    rows, seen = [], set()
+@dataclass
+class _Scope:
+    """A scope in the breakdown: its subtotal and its parts in network order."""
+
+    path: tuple[str, ...]
+    totals: Totals = field(default_factory=Totals)
+    direct: Totals | None = None  # nodes directly inside, when the scope is broken down
+    parts: list[_Scope | str] = field(default_factory=list)  # child scopes, node ids, SELF
+    children: dict[str, _Scope] = field(default_factory=dict)
+
+
+def breakdown(report: CostReport, ir: IR, depth: int = 1) -> list[Row]:
+    """The table's rows for scopes at most `depth` deep, in network order (none for 0).
+
+    Nodes outside every scope get a row each (the inputs included: their activations are in
+    the total); a scope at `depth` (or one without child scopes) gets one summed row; a
+    shallower scope with child scopes gets a bracketed subtotal row, then its parts.
+    """
+    if depth <= 0:
+        return []
+    root = _Scope(())
     for node in ir.nodes():
-        key = "/".join(node.scope[:depth]) if len(node.scope) >= 1 else None
-        if key and key not in seen:
-            seen.add(key)
-            kind = ir.scope_kinds.get(key, ("scope", ""))
-            rows.append((key, kind[1] if kind[0] != "scope" else "", report.scopes[key]))
-        elif not node.scope and node.op != "input":
-            rows.append((node.id, node.op, report.nodes[node.id]))
+        totals = report.nodes[node.id]
+        scope = root
+        for name in node.scope[:depth]:
+            child = scope.children.get(name)
+            if child is None:
+                child = scope.children[name] = _Scope((*scope.path, name))
+                scope.parts.append(child)
+            child.totals.add(totals)
+            scope = child
+        if scope is root:
+            root.parts.append(node.id)
+        elif len(node.scope) < depth:  # directly inside a scope that may be broken down
+            if scope.direct is None:
+                scope.direct = Totals()
+                scope.parts.append(SELF)
+            scope.direct.add(totals)
+    rows: list[Row] = []
+    for part in root.parts:
+        if isinstance(part, _Scope):
+            _scope_rows(part, ir, 0, rows)
+        else:
+            rows.append(Row(part, ir.node(part).op, 0, report.nodes[part]))
     return rows
 
 
-def _table(rows: list[tuple[str, str, Totals]], total: Totals) -> str:
-    header = ("name", "op/block", *_COLUMNS)
-    body = [(name, kind, *(f"{getattr(t, c):,}" for c in _COLUMNS)) for name, kind, t in rows]
-    footer = ("total", "", *(f"{getattr(total, c):,}" for c in _COLUMNS))
-    human_row = ("", "", *(human(getattr(total, c)) for c in _COLUMNS))
+def _scope_rows(scope: _Scope, ir: IR, level: int, rows: list[Row]) -> None:
+    path = "/".join(scope.path)
+    kind = ir.scope_kinds.get(path, ("scope", ""))
+    label = kind[1] if kind[0] != "scope" else ""
+    if not scope.children:
+        rows.append(Row(path, label, level, scope.totals))
+        return
+    rows.append(Row(path, label, level, scope.totals, summed=False))
+    for part in scope.parts:
+        if isinstance(part, _Scope):
+            _scope_rows(part, ir, level + 1, rows)
+        elif scope.direct is not None:
+            rows.append(Row(f"{path}/{SELF}", "", level + 1, scope.direct))
+
+
+def report_table(report: CostReport, ir: IR, depth: int = 1, per_layer: bool = False) -> str:
+    """The human report: header, policy, the breakdown (or one row per node), the total."""
+    inputs = ", ".join(f"{k} {_shape(v)}" for k, v in report.inputs.items())
+    lines = [f"{report.network}  (input {inputs}, output {_shape(ir.node(ir.output).shape)}, "
+             f"batch 1)", _wrap(report.policy.describe()), ""]
+    if per_layer:
+        rows = [Row(node_id, ir.node(node_id).op, 0, t) for node_id, t in report.nodes.items()]
+        lines.append(_table(rows, report.total, full_names=True))
+    else:
+        rows = breakdown(report, ir, depth)
+        lines.append(_table(rows, report.total))
+    if not all(r.summed for r in rows):
+        lines.append(_wrap(LEGEND))
+    return "\n".join(lines)
+
+
+def _cells(totals: Totals, summed: bool = True, pad: str = "") -> tuple[str, ...]:
+    """The numbers of a row: plain (then `pad`, to line up digits) or in [brackets]."""
+    cells = (f"{getattr(totals, c):,}" for c in _COLUMNS)
+    return tuple(c + pad for c in cells) if summed else tuple(f"[{c}]" for c in cells)
+
+
+def _table(rows: list[Row], total: Totals, full_names: bool = False) -> str:
+    pad = "" if all(r.summed for r in rows) else " "
+    header = ("name", "op/block", *(c + pad for c in _COLUMNS))
+    body = [(r.path if full_names else r.label, r.kind, *_cells(r.totals, r.summed, pad))
+            for r in rows]
+    footer = ("total", "", *_cells(total, pad=pad))
+    human_row = ("", "", *(human(getattr(total, c)) + pad for c in _COLUMNS))
     table = [header, *body, footer, human_row]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
 
