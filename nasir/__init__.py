@@ -14,6 +14,7 @@ from nasir.errors import SourceLoc, SpecError
 from nasir.ir import IR
 from nasir.passes.costs import CountingPolicy, count_costs
 from nasir.passes.pipeline import transform
+from nasir.weights import load_weights
 
 __version__ = "0.1.0"
 
@@ -26,4 +27,5 @@ def stats(ir: IR, policy: str | CountingPolicy = "paper"):
 
 
 __all__ = ["IR", "CountingPolicy", "SourceLoc", "SpecError", "__version__", "compile",
-           "count_costs", "load", "parse_shape", "stats", "transform"]
+           "count_costs", "load", "load_weights", "parse_shape", "stats",
+           "transform"]

@@ -1,4 +1,5 @@
-"""The `nasir` command line: check, stats, compile, render, list and ops.
+"""The `nasir` command line: check, stats, compile, render, print, list, ops and
+import-weights.
 
 Every failure caused by the user's spec or arguments is printed as a located diagnostic
 and exits with status 2; nothing prints a Python traceback (set NASIR_DEBUG=1 to see one
@@ -244,7 +245,7 @@ def _cmd_import_weights(args: argparse.Namespace) -> int:
     module = compile(_load(args))
     mapping = load_weights(module, state, strict=args.strict, by_order=args.by_order)
     print(f"read {len(state)} tensors from {where} of {args.checkpoint}")
-    print(mapping.summary())
+    print(mapping.summary(limit=None))  # every order/shape match, for review
     _write(args.output, state_dict_bytes(module), args.force)
     print(f"wrote {args.output}: the state_dict of {module.__class__.__name__} "
           f"(load it with torch.load(path, weights_only=True))")
