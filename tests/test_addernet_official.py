@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import nasir
+from nasir.testing.equivalence import copy_renamed, max_abs_diff, randomize_for_comparison
 
 
 def official_adder2d(x: Tensor, w: Tensor, stride: int, padding: int) -> Tensor:
@@ -109,43 +110,6 @@ def nasir_name(official: str) -> str:
     return official
 
 
-def randomize(model: nn.Module, x: Tensor, seed: int = 0) -> None:
-    """Random weights; BN running statistics from one batch, then scaled randomly (positive)."""
-    gen = torch.Generator().manual_seed(seed)
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    for m in bns:
-        m.momentum = 1.0
-    model.train()
-    with torch.no_grad():
-        model(x)
-        for m in bns:
-            m.momentum = 0.1
-            m.weight.uniform_(0.5, 1.5, generator=gen)
-            m.bias.normal_(0.0, 0.1, generator=gen)
-            m.running_mean.add_(0.1 * torch.randn(m.num_features, generator=gen))
-            m.running_var.mul_(torch.empty(m.num_features).uniform_(0.5, 2.0, generator=gen))
-    model.eval()
-
-
-def copy_renamed(reference: nn.Module, target: nn.Module) -> None:
-    """Copy every parameter and buffer through `nasir_name`, which must be one to one onto
-    nasir's names with equal shapes."""
-    ref, ours = reference.state_dict(), target.state_dict()
-    mapped = {nasir_name(k): v for k, v in ref.items()}
-    assert len(mapped) == len(ref), "the renaming merges two official names"
-    assert set(mapped) == set(ours), sorted(set(mapped) ^ set(ours))[:10]
-    assert all(mapped[k].shape == ours[k].shape for k in ours)
-    target.load_state_dict(mapped, strict=True)
-
-
-def max_diff(a: nn.Module, b: nn.Module, x: Tensor) -> tuple[float, float]:
-    """Max |a(x) - b(x)|, and the largest |b(x)| for scale."""
-    with torch.no_grad():
-        got, expected = a(x), b(x)
-    assert got.shape == expected.shape
-    return (got - expected).abs().max().item(), expected.abs().max().item()
-
-
 def test_official_adder2d_transcription_is_the_l1_distance() -> None:
     """The unfold transcription agrees with the definition -sum |x - w| computed directly
     (one output pixel of a padded, strided layer, batch 2)."""
@@ -161,11 +125,11 @@ def test_official_adder2d_transcription_is_the_l1_distance() -> None:
 def test_addernet20_equals_the_official_function() -> None:
     torch.manual_seed(0)
     reference = OfficialAdderResNet20()
-    randomize(reference, torch.randn(4, 3, 32, 32))
+    randomize_for_comparison(reference, torch.randn(4, 3, 32, 32))
     ours = nasir.compile("addernet20").eval()
-    copy_renamed(reference, ours)
+    copy_renamed(reference, ours, nasir_name)
     x = torch.randn(2, 3, 32, 32)
-    diff, scale = max_diff(ours, reference, x)
+    diff, scale = max_abs_diff(ours, reference, x)
     print(f"AdderNet ResNet-20 at 2x3x32x32: max |diff| {diff:.3g} (logits up to {scale:.3g})")
     assert diff <= 1e-4 * max(1.0, scale)
 
@@ -173,9 +137,9 @@ def test_addernet20_equals_the_official_function() -> None:
     # multiplicative ones), or one nudged adder weight, move the logits far beyond it.
     OfficialAdderResNet20.adder_ends = True
     try:
-        assert max_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)
+        assert max_abs_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)
     finally:
         OfficialAdderResNet20.adder_ends = False
     with torch.no_grad():
         ours.get_parameter("layer2.block1.conv1.weight")[0, 0, 1, 1] += 1.0
-    assert max_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)
+    assert max_abs_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)

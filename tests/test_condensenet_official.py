@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import nasir
+from nasir.testing.equivalence import copy_renamed, max_abs_diff, randomize_for_comparison
 
 
 class LearnedGroupConv(nn.Module):
@@ -126,40 +127,6 @@ def nasir_state(reference: nn.Module) -> dict[str, Tensor]:
     return out
 
 
-def randomize(model: nn.Module, x: Tensor, seed: int = 0) -> None:
-    """Random weights; BN running statistics from one batch, then scaled randomly (positive)."""
-    gen = torch.Generator().manual_seed(seed)
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    for m in bns:
-        m.momentum = 1.0
-    model.train()
-    with torch.no_grad():
-        model(x)
-        for m in bns:
-            m.momentum = 0.1
-            m.weight.uniform_(0.5, 1.5, generator=gen)
-            m.bias.normal_(0.0, 0.1, generator=gen)
-            m.running_mean.add_(0.1 * torch.randn(m.num_features, generator=gen))
-            m.running_var.mul_(torch.empty(m.num_features).uniform_(0.5, 2.0, generator=gen))
-    model.eval()
-
-
-def copy_renamed(reference: nn.Module, target: nn.Module) -> None:
-    """Copy every parameter and buffer; names must agree one to one, shapes too."""
-    mapped, ours = nasir_state(reference), target.state_dict()
-    assert set(mapped) == set(ours), sorted(set(mapped) ^ set(ours))[:10]
-    assert all(mapped[k].shape == ours[k].shape for k in ours)
-    target.load_state_dict(mapped, strict=True)
-
-
-def max_diff(a: nn.Module, b: nn.Module, x: Tensor) -> tuple[float, float]:
-    """Max |a(x) - b(x)|, and the largest |b(x)| for scale."""
-    with torch.no_grad():
-        got, expected = a(x), b(x)
-    assert got.shape == expected.shape
-    return (got - expected).abs().max().item(), expected.abs().max().item()
-
-
 @pytest.mark.parametrize(("name", "config", "shape"), [
     ("condensenet_cifar", dict(stages=[3, 3, 3], growth=[8, 16, 32], imagenet=False, groups=4,
                                classes=10), (2, 3, 32, 32)),
@@ -177,13 +144,13 @@ def test_condensenet_equals_the_official_training_network(name: str, config: dic
         for m in lgcs:
             m.condense_fully()
     assert all(m._mask.mean().item() == pytest.approx(1 / m.groups) for m in lgcs)
-    randomize(reference, torch.randn(shape))
+    randomize_for_comparison(reference, torch.randn(shape))
     g = config["groups"]
     ours = nasir.compile(name, stages=config["stages"], group_1x1=g, group_3x3=g, condense=g,
                          classifier_keep=1.0).eval()
-    copy_renamed(reference, ours)
+    copy_renamed(nasir_state(reference), ours)
     x = torch.randn(shape)
-    diff, scale = max_diff(ours, reference, x)
+    diff, scale = max_abs_diff(ours, reference, x)
     print(f"{name} at {'x'.join(map(str, shape))}: max |diff| {diff:.3g} "
           f"(logits up to {scale:.3g})")
     assert diff <= 1e-4 * max(1.0, scale)
@@ -192,7 +159,7 @@ def test_condensenet_equals_the_official_training_network(name: str, config: dic
     # module with one kept weight nudged, while nudging a masked-out weight changes nothing.
     LearnedGroupConv.use_mask = False
     try:
-        assert max_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)
+        assert max_abs_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)
     finally:
         LearnedGroupConv.use_mask = True
     layer = "features.denseblock_2.denselayer_1.conv_1.conv"
@@ -200,7 +167,7 @@ def test_condensenet_equals_the_official_training_network(name: str, config: dic
     dropped, kept = (mask == 0).nonzero()[0].tolist(), (mask == 1).nonzero()[0].tolist()
     with torch.no_grad():
         ours.get_parameter(f"{layer}.weight")[tuple(dropped)] += 1.0
-    assert max_diff(ours, reference, x)[0] <= 1e-4 * max(1.0, scale)
+    assert max_abs_diff(ours, reference, x)[0] <= 1e-4 * max(1.0, scale)
     with torch.no_grad():
         ours.get_parameter(f"{layer}.weight")[tuple(kept)] += 1.0
-    assert max_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)
+    assert max_abs_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)

@@ -24,8 +24,6 @@ from __future__ import annotations
 import difflib
 import faulthandler
 import io
-import json
-import math
 import os
 import re
 import signal
@@ -35,6 +33,7 @@ from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+from conftest import assert_finite_json
 from hypothesis import HealthCheck, event, given, settings
 
 from nasir import limits
@@ -130,21 +129,6 @@ def assert_clean(status: int, out: str, err: str, context: str = "", located: bo
         assert LOCATED.match(first) or whole_file or (not located and UNLOCATED.match(first)), \
             "no located `file:line:col: error:` head" + where
         assert out == "", "an error must not print a result" + where
-
-
-def assert_finite_json(text: str) -> dict:
-    def reject(name: str) -> None:
-        raise AssertionError(f"not JSON: {name}")
-
-    data = json.loads(text, parse_constant=reject)
-    stack = [data]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict | list):
-            stack.extend(value.values() if isinstance(value, dict) else value)
-        elif isinstance(value, float):
-            assert math.isfinite(value), text[:2000]
-    return data
 
 
 def _diff(name: str, data: bytes) -> str:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import nasir
+from nasir.testing.equivalence import copy_renamed, max_abs_diff, randomize_for_comparison
 
 CFGS = [  # k, exp, c, se_ratio, s -- the official `cfgs`, one list per stage
     [[3, 16, 16, 0, 1]],
@@ -166,43 +167,6 @@ def nasir_name(official: str) -> str:
     return official
 
 
-def randomize(model: nn.Module, x: Tensor, seed: int = 0) -> None:
-    """Random weights; BN running statistics from one batch, then scaled randomly (positive)."""
-    gen = torch.Generator().manual_seed(seed)
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    for m in bns:
-        m.momentum = 1.0
-    model.train()
-    with torch.no_grad():
-        model(x)
-        for m in bns:
-            m.momentum = 0.1
-            m.weight.uniform_(0.5, 1.5, generator=gen)
-            m.bias.normal_(0.0, 0.1, generator=gen)
-            m.running_mean.add_(0.1 * torch.randn(m.num_features, generator=gen))
-            m.running_var.mul_(torch.empty(m.num_features).uniform_(0.5, 2.0, generator=gen))
-    model.eval()
-
-
-def copy_renamed(reference: nn.Module, target: nn.Module) -> None:
-    """Copy every parameter and buffer through `nasir_name`, which must be one to one onto
-    nasir's names with equal shapes."""
-    ref, ours = reference.state_dict(), target.state_dict()
-    mapped = {nasir_name(k): v for k, v in ref.items()}
-    assert len(mapped) == len(ref), "the renaming merges two official names"
-    assert set(mapped) == set(ours), sorted(set(mapped) ^ set(ours))[:10]
-    assert all(mapped[k].shape == ours[k].shape for k in ours)
-    target.load_state_dict(mapped, strict=True)
-
-
-def max_diff(a: nn.Module, b: nn.Module, x: Tensor) -> tuple[float, float]:
-    """Max |a(x) - b(x)|, and the largest |b(x)| for scale."""
-    with torch.no_grad():
-        got, expected = a(x), b(x)
-    assert got.shape == expected.shape
-    return (got - expected).abs().max().item(), expected.abs().max().item()
-
-
 @pytest.mark.parametrize(("name", "width", "size"), [
     ("ghostnet", 1.0, 224), ("ghostnet_0_5", 0.5, 128), ("ghostnet_1_3", 1.3, 128)])
 def test_ghostnet_equals_the_official_function(name: str, width: float, size: int) -> None:
@@ -210,10 +174,10 @@ def test_ghostnet_equals_the_official_function(name: str, width: float, size: in
     roundings, SE widths included) on a smaller input to stay fast."""
     torch.manual_seed(0)
     reference = OfficialGhostNet(width)
-    randomize(reference, torch.randn(2, 3, 112, 112))
+    randomize_for_comparison(reference, torch.randn(2, 3, 112, 112))
     ours = nasir.compile(name).eval()
-    copy_renamed(reference, ours)
-    diff, scale = max_diff(ours, reference, torch.randn(2, 3, size, size))
+    copy_renamed(reference, ours, nasir_name)
+    diff, scale = max_abs_diff(ours, reference, torch.randn(2, 3, size, size))
     print(f"GhostNet {width}x at 2x3x{size}x{size}: max |diff| {diff:.3g} "
           f"(logits up to {scale:.3g})")
     assert diff <= 1e-4 * max(1.0, scale)
@@ -222,14 +186,14 @@ def test_ghostnet_equals_the_official_function(name: str, width: float, size: in
     # one weight of the copied module nudged, each moves the logits far beyond the tolerance
     # (checked on a smaller input, to keep the test fast).
     x = torch.randn(1, 3, 112, 112)
-    assert max_diff(ours, reference, x)[0] <= 1e-4 * max(1.0, scale)
+    assert max_abs_diff(ours, reference, x)[0] <= 1e-4 * max(1.0, scale)
     for m in reference.modules():
         if isinstance(m, SqueezeExcite):
             m.gate = "sigmoid"
-    assert max_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)
+    assert max_abs_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)
     for m in reference.modules():
         if isinstance(m, SqueezeExcite):
             m.gate = "hard_sigmoid"
     with torch.no_grad():
         ours.get_parameter("blocks.stage6.block3.ghost1.primary_conv.conv.weight")[0, 0] += 1.0
-    assert max_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)
+    assert max_abs_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import nasir
+from nasir.testing.equivalence import copy_renamed, max_abs_diff, randomize_for_comparison
 
 SETTINGS = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1],
             [6, 160, 3, 2], [6, 320, 1, 1]]  # t, c, n, s (paper Table 2)
@@ -102,63 +103,26 @@ class TorchvisionMobileNetV2(nn.Module):
         return f"{scope}.{dict(zip(parts, names, strict=True))[m[2]]}.{m[3]}"
 
 
-def randomize(model: nn.Module, x: Tensor, seed: int = 0) -> None:
-    """Random weights; BN running statistics from one batch, then scaled randomly (positive)."""
-    gen = torch.Generator().manual_seed(seed)
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    for m in bns:
-        m.momentum = 1.0
-    model.train()
-    with torch.no_grad():
-        model(x)
-        for m in bns:
-            m.momentum = 0.1
-            m.weight.uniform_(0.5, 1.5, generator=gen)
-            m.bias.normal_(0.0, 0.1, generator=gen)
-            m.running_mean.add_(0.1 * torch.randn(m.num_features, generator=gen))
-            m.running_var.mul_(torch.empty(m.num_features).uniform_(0.5, 2.0, generator=gen))
-    model.eval()
-
-
-def copy_renamed(reference: TorchvisionMobileNetV2, target: nn.Module) -> None:
-    """Copy every parameter and buffer through the translation, which must be one to one
-    onto nasir's names with equal shapes."""
-    ref, ours = reference.state_dict(), target.state_dict()
-    mapped = {reference.nasir_name(k): v for k, v in ref.items()}
-    assert len(mapped) == len(ref), "the translation merges two official names"
-    assert set(mapped) == set(ours), sorted(set(mapped) ^ set(ours))[:10]
-    assert all(mapped[k].shape == ours[k].shape for k in ours)
-    target.load_state_dict(mapped, strict=True)
-
-
-def max_diff(a: nn.Module, b: nn.Module, x: Tensor) -> tuple[float, float]:
-    """Max |a(x) - b(x)|, and the largest |b(x)| for scale."""
-    with torch.no_grad():
-        got, expected = a(x), b(x)
-    assert got.shape == expected.shape
-    return (got - expected).abs().max().item(), expected.abs().max().item()
-
-
 def test_mobilenet_v2_equals_torchvision() -> None:
     torch.manual_seed(0)
     reference = TorchvisionMobileNetV2()
-    randomize(reference, torch.randn(2, 3, 112, 112))
+    randomize_for_comparison(reference, torch.randn(2, 3, 112, 112))
     ours = nasir.compile("mobilenet_v2").eval()
-    copy_renamed(reference, ours)
-    diff, scale = max_diff(ours, reference, torch.randn(2, 3, 224, 224))
+    copy_renamed(reference, ours, reference.nasir_name)
+    diff, scale = max_abs_diff(ours, reference, torch.randn(2, 3, 224, 224))
     print(f"MobileNetV2 at 2x3x224x224: max |diff| {diff:.3g} (logits up to {scale:.3g})")
     assert diff <= 1e-4 * max(1.0, scale)
 
     # The comparison can fail (on a smaller input, to stay fast): a ReLU6 after the
     # projection (no linear bottleneck) or one nudged weight moves the logits far more.
     x = torch.randn(1, 3, 112, 112)
-    small, _ = max_diff(ours, reference, x)
+    small, _ = max_abs_diff(ours, reference, x)
     assert small <= 1e-4 * max(1.0, scale)
     InvertedResidual.linear_bottleneck = False
     try:
-        assert max_diff(ours, reference, x)[0] > 100 * max(small, 1e-6)
+        assert max_abs_diff(ours, reference, x)[0] > 100 * max(small, 1e-6)
     finally:
         InvertedResidual.linear_bottleneck = True
     with torch.no_grad():
         ours.get_parameter("stage4.block2.dw_conv.weight")[0, 0, 1, 1] += 1.0
-    assert max_diff(ours, reference, x)[0] > 100 * max(small, 1e-6)
+    assert max_abs_diff(ours, reference, x)[0] > 100 * max(small, 1e-6)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 import nasir
 from nasir.layers.drop_path import ScheduledDropPath, set_drop_path_progress
+from nasir.testing.equivalence import copy_renamed, randomize_for_comparison
 
 EPS = 1e-3  # TF-slim nasnet_mobile/large_arg_scope
 
@@ -246,33 +247,10 @@ class OfficialNasnetImagenet(nn.Module):
         return self.final_layer.fc(y)  # dropout is the identity at inference
 
 
-def randomize(model: nn.Module, x: Tensor) -> None:
-    """Random weights; BN running statistics from one batch, then scaled randomly (positive)."""
-    gen = torch.Generator().manual_seed(0)
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    for m in bns:
-        m.momentum = 1.0
-    model.train()
-    with torch.no_grad():
-        model(x)
-        for m in bns:
-            m.momentum = 0.1
-            m.weight.uniform_(0.5, 1.5, generator=gen)
-            m.bias.normal_(0.0, 0.1, generator=gen)
-            m.running_mean.add_(0.1 * torch.randn(m.num_features, generator=gen))
-            m.running_var.mul_(torch.empty(m.num_features).uniform_(0.5, 2.0, generator=gen))
-    model.eval()
-
-
 def copy_by_name(reference: nn.Module, target: nn.Module) -> None:
     """Copy every parameter and buffer; names and shapes must agree one to one (nasir's
     drop-path `progress` buffers, absent from the official module, excepted)."""
-    ref, ours = reference.state_dict(), target.state_dict()
-    extra = {k for k in ours if k.endswith(".progress")}
-    assert set(ref) == set(ours) - extra
-    assert all(ref[k].shape == ours[k].shape for k in ref)
-    missing, unexpected = target.load_state_dict(ref, strict=False)
-    assert set(missing) == extra and not unexpected
+    copy_renamed(reference, target, target_only=lambda key: key.endswith(".progress"))
 
 
 def _variants(reference: OfficialNasnetImagenet, ours: nn.Module, x: Tensor) -> dict:
@@ -308,7 +286,7 @@ def test_nasnet_a_mobile_equals_the_official_function() -> None:
     torch.manual_seed(0)
     reference = OfficialNasnetImagenet()
     x = torch.randn(1, 3, 224, 224)
-    randomize(reference, torch.randn(1, 3, 224, 224))
+    randomize_for_comparison(reference, torch.randn(1, 3, 224, 224))
     ours = nasir.compile("nasnet_a_mobile").eval()
     copy_by_name(reference, ours)
     diffs = _variants(reference, ours, x)
@@ -327,7 +305,7 @@ def test_reduced_nasnet_a_large_with_drop_path_equals_the_official_function() ->
     torch.manual_seed(1)
     config = dict(num_cells=3, filters=12, stem_multiplier=3.0, skip_reduction_layer_input=1)
     reference = OfficialNasnetImagenet(**config, size=331)
-    randomize(reference, torch.randn(1, 3, 331, 331))
+    randomize_for_comparison(reference, torch.randn(1, 3, 331, 331))
     ours = nasir.compile("nasnet_a_imagenet", drop_path_keep=0.7, size=331, **config).eval()
     assert set_drop_path_progress(ours, 1.0) > 0
     assert any(isinstance(m, ScheduledDropPath) for m in ours.modules())

@@ -10,6 +10,7 @@ import json
 import math
 from pathlib import Path
 
+from conftest import assert_finite_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -187,27 +188,6 @@ def test_per_layer_rows_are_node_ids_that_add_up(capsys) -> None:
 
 
 # ---- JSON ------------------------------------------------------------------------------
-
-def _reject_constant(name: str) -> None:
-    raise AssertionError(f"not JSON: {name}")
-
-
-def assert_finite_json(text: str) -> dict:
-    """Parse strictly (no Infinity/NaN) and check every number is an int or finite float."""
-    data = json.loads(text, parse_constant=_reject_constant)
-    stack = [data]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-        elif isinstance(value, float):
-            assert math.isfinite(value)
-        else:
-            assert value is None or isinstance(value, (bool, int, str))
-    return data
-
 
 def test_stats_json_of_every_shipped_network_is_finite_json(capsys) -> None:
     assert main(["list", "--json"]) == 0

@@ -17,13 +17,13 @@ average pooling and `linear`. Module names are the references'; they are transla
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 import nasir
+from nasir.testing.equivalence import copy_renamed, max_abs_diff, randomize_for_comparison
 
 
 class Bottleneck(nn.Module):
@@ -134,78 +134,41 @@ def cifar_name(official: str) -> str:
     return re.sub(r"^linear\.", "classifier.fc.", official)
 
 
-def randomize(model: nn.Module, x: Tensor, seed: int = 0) -> None:
-    """Random weights; BN running statistics from one batch, then scaled randomly (positive)."""
-    gen = torch.Generator().manual_seed(seed)
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    for m in bns:
-        m.momentum = 1.0
-    model.train()
-    with torch.no_grad():
-        model(x)
-        for m in bns:
-            m.momentum = 0.1
-            m.weight.uniform_(0.5, 1.5, generator=gen)
-            m.bias.normal_(0.0, 0.1, generator=gen)
-            m.running_mean.add_(0.1 * torch.randn(m.num_features, generator=gen))
-            m.running_var.mul_(torch.empty(m.num_features).uniform_(0.5, 2.0, generator=gen))
-    model.eval()
-
-
-def copy_renamed(reference: nn.Module, target: nn.Module, rename: Callable[[str], str]) -> None:
-    """Copy every parameter and buffer through `rename`, which must be one to one onto
-    nasir's names with equal shapes."""
-    ref, ours = reference.state_dict(), target.state_dict()
-    mapped = {rename(k): v for k, v in ref.items()}
-    assert len(mapped) == len(ref), "the renaming merges two reference names"
-    assert set(mapped) == set(ours), sorted(set(mapped) ^ set(ours))[:10]
-    assert all(mapped[k].shape == ours[k].shape for k in ours)
-    target.load_state_dict(mapped, strict=True)
-
-
-def max_diff(a: nn.Module, b: nn.Module, x: Tensor) -> tuple[float, float]:
-    """Max |a(x) - b(x)|, and the largest |b(x)| for scale."""
-    with torch.no_grad():
-        got, expected = a(x), b(x)
-    assert got.shape == expected.shape
-    return (got - expected).abs().max().item(), expected.abs().max().item()
-
-
 def test_resnet50_equals_torchvision_v1_5() -> None:
     torch.manual_seed(0)
     reference = TorchvisionResNet50()
-    randomize(reference, torch.randn(2, 3, 64, 64))
+    randomize_for_comparison(reference, torch.randn(2, 3, 64, 64))
     ours = nasir.compile("resnet50").eval()
     copy_renamed(reference, ours, imagenet_name)
-    diff, scale = max_diff(ours, reference, torch.randn(1, 3, 224, 224))
+    diff, scale = max_abs_diff(ours, reference, torch.randn(1, 3, 224, 224))
     print(f"ResNet-50 at 1x3x224x224: max |diff| {diff:.3g} (logits up to {scale:.3g})")
     assert diff <= 1e-4 * max(1.0, scale)
 
     # The comparison can fail (on a smaller input, to stay fast): the paper's v1 stride
     # placement, or one nudged weight of the copied module, moves the logits far more.
     x = torch.randn(2, 3, 64, 64)
-    small, _ = max_diff(ours, reference, x)
+    small, _ = max_abs_diff(ours, reference, x)
     assert small <= 1e-4 * max(1.0, scale)
     Bottleneck.stride_on_3x3 = False
     try:
-        assert max_diff(ours, reference, x)[0] > 100 * max(small, 1e-6)
+        assert max_abs_diff(ours, reference, x)[0] > 100 * max(small, 1e-6)
     finally:
         Bottleneck.stride_on_3x3 = True
     with torch.no_grad():
         ours.get_parameter("layer3.block2.conv2.weight")[0, 0, 1, 1] += 1.0
-    assert max_diff(ours, reference, x)[0] > 100 * max(small, 1e-6)
+    assert max_abs_diff(ours, reference, x)[0] > 100 * max(small, 1e-6)
 
 
 def test_cifar_resnet20_equals_the_option_b_reference() -> None:
     torch.manual_seed(1)
     reference = CifarResNet(n=3)
-    randomize(reference, torch.randn(4, 3, 32, 32))
+    randomize_for_comparison(reference, torch.randn(4, 3, 32, 32))
     ours = nasir.compile("resnet20").eval()
     copy_renamed(reference, ours, cifar_name)
     x = torch.randn(2, 3, 32, 32)
-    diff, scale = max_diff(ours, reference, x)
+    diff, scale = max_abs_diff(ours, reference, x)
     print(f"CIFAR ResNet-20 at 2x3x32x32: max |diff| {diff:.3g} (logits up to {scale:.3g})")
     assert diff <= 1e-4 * max(1.0, scale)
     with torch.no_grad():
         ours.get_parameter("stage2.block1.downsample.conv.weight")[0, 0] += 1.0
-    assert max_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)
+    assert max_abs_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)

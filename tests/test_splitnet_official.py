@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import nasir
+from nasir.testing.equivalence import copy_renamed, max_abs_diff, randomize_for_comparison
 
 
 class BasicBlock(nn.Module):
@@ -102,43 +103,6 @@ def nasir_name(official: str, reference: OfficialSplitNet) -> str:
     return f"net{member}.{rest}"
 
 
-def randomize(model: nn.Module, x: Tensor, seed: int = 0) -> None:
-    """Random weights; BN running statistics from one batch, then scaled randomly (positive)."""
-    gen = torch.Generator().manual_seed(seed)
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    for m in bns:
-        m.momentum = 1.0
-    model.train()
-    with torch.no_grad():
-        model(x)
-        for m in bns:
-            m.momentum = 0.1
-            m.weight.uniform_(0.5, 1.5, generator=gen)
-            m.bias.normal_(0.0, 0.1, generator=gen)
-            m.running_mean.add_(0.1 * torch.randn(m.num_features, generator=gen))
-            m.running_var.mul_(torch.empty(m.num_features).uniform_(0.5, 2.0, generator=gen))
-    model.eval()
-
-
-def copy_renamed(reference: OfficialSplitNet, target: nn.Module) -> None:
-    """Copy every parameter and buffer through the translation, which must be one to one
-    onto nasir's names with equal shapes."""
-    ref, ours = reference.state_dict(), target.state_dict()
-    mapped = {nasir_name(k, reference): v for k, v in ref.items()}
-    assert len(mapped) == len(ref), "the translation merges two official names"
-    assert set(mapped) == set(ours), sorted(set(mapped) ^ set(ours))[:10]
-    assert all(mapped[k].shape == ours[k].shape for k in ours)
-    target.load_state_dict(mapped, strict=True)
-
-
-def max_diff(a: nn.Module, b: nn.Module, x: Tensor) -> tuple[float, float]:
-    """Max |a(x) - b(x)|, and the largest |b(x)| for scale."""
-    with torch.no_grad():
-        got, expected = a(x), b(x)
-    assert got.shape == expected.shape
-    return (got - expected).abs().max().item(), expected.abs().max().item()
-
-
 @pytest.mark.parametrize(("depth", "widen", "split"), [(16, 2, 2), (10, 4, 4)])
 def test_splitnet_wrn_equals_the_official_ensemble(depth: int, widen: int, split: int) -> None:
     """WRN-16-2 in 2 members of k' = 1 (two blocks a stage), and WRN-10-4 in 4 members of
@@ -146,11 +110,11 @@ def test_splitnet_wrn_equals_the_official_ensemble(depth: int, widen: int, split
     torch.manual_seed(depth + split)
     config = dict(depth=depth, widen=widen, split=split, classes=10)
     reference = OfficialSplitNet(**config)
-    randomize(reference, torch.randn(2, 3, 32, 32))
+    randomize_for_comparison(reference, torch.randn(2, 3, 32, 32))
     ours = nasir.compile("splitnet_wrn", **config).eval()
-    copy_renamed(reference, ours)
+    copy_renamed(reference, ours, lambda key: nasir_name(key, reference))
     x = torch.randn(2, 3, 32, 32)
-    diff, scale = max_diff(ours, reference, x)
+    diff, scale = max_abs_diff(ours, reference, x)
     print(f"SplitNet WRN-{depth}-{widen}, S={split}, at 2x3x32x32: max |diff| {diff:.3g} "
           f"(logits up to {scale:.3g})")
     assert diff <= 1e-4 * max(1.0, scale)
@@ -160,12 +124,12 @@ def test_splitnet_wrn_equals_the_official_ensemble(depth: int, widen: int, split
     x = x[:1]
     OfficialSplitNet.max_ensemble = True
     try:
-        assert max_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)
+        assert max_abs_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)
     finally:
         OfficialSplitNet.max_ensemble = False
     with torch.no_grad():
         ours.get_parameter(f"net{split - 1}.layer2.block0.downsample.conv.weight")[0, 0] += 1.0
-    assert max_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)
+    assert max_abs_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)
 
 
 def test_member_width_is_the_official_division_of_wrn28_10() -> None:

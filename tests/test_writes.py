@@ -10,12 +10,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import assert_refused, run_real_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -246,12 +245,10 @@ def test_a_file_system_without_hard_links_falls_back_to_rename(
 def test_cli_compile_onto_an_existing_file_exits_2_and_keeps_it(tmp_path: Path) -> None:
     target = tmp_path / "m.py"
     target.write_text("mine")
-    script = Path(sys.executable).with_name("nasir")
-    command = [str(script)] if script.is_file() else [sys.executable, "-m", "nasir.cli"]
-    result = subprocess.run([*command, "compile", "resnet20", "-o", str(target)],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2, result.stderr
-    assert f"error: {target} exists" in result.stderr and "Traceback" not in result.stderr
+    result = run_real_cli("compile", "resnet20", "-o", str(target), timeout=300,
+                          entry_point=True)
+    assert_refused(result)
+    assert f"error: {target} exists" in result.stderr
     assert target.read_text() == "mine" and entries(tmp_path) == {"m.py"}
 
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import nasir
+from nasir.testing.equivalence import copy_renamed, max_abs_diff, randomize_for_comparison
 
 
 class Block(nn.Module):
@@ -87,53 +88,16 @@ def nasir_name(official: str) -> str:
     return f"{TOP[module]}.{leaf}"
 
 
-def randomize(model: nn.Module, x: Tensor, seed: int = 0) -> None:
-    """Random weights; BN running statistics from one batch, then scaled randomly (positive)."""
-    gen = torch.Generator().manual_seed(seed)
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    for m in bns:
-        m.momentum = 1.0
-    model.train()
-    with torch.no_grad():
-        model(x)
-        for m in bns:
-            m.momentum = 0.1
-            m.weight.uniform_(0.5, 1.5, generator=gen)
-            m.bias.normal_(0.0, 0.1, generator=gen)
-            m.running_mean.add_(0.1 * torch.randn(m.num_features, generator=gen))
-            m.running_var.mul_(torch.empty(m.num_features).uniform_(0.5, 2.0, generator=gen))
-    model.eval()
-
-
-def copy_renamed(reference: nn.Module, target: nn.Module) -> None:
-    """Copy every parameter and buffer through `nasir_name`, which must be one to one onto
-    nasir's names with equal shapes."""
-    ref, ours = reference.state_dict(), target.state_dict()
-    mapped = {nasir_name(k): v for k, v in ref.items()}
-    assert len(mapped) == len(ref), "the renaming merges two official names"
-    assert set(mapped) == set(ours), sorted(set(mapped) ^ set(ours))[:10]
-    assert all(mapped[k].shape == ours[k].shape for k in ours)
-    target.load_state_dict(mapped, strict=True)
-
-
-def max_diff(a: nn.Module, b: nn.Module, x: Tensor) -> tuple[float, float]:
-    """Max |a(x) - b(x)|, and the largest |b(x)| for scale."""
-    with torch.no_grad():
-        got, expected = a(x), b(x)
-    assert got.shape == expected.shape
-    return (got - expected).abs().max().item(), expected.abs().max().item()
-
-
 @pytest.mark.parametrize(("depth", "width"), [(16, 4), (10, 1)])
 def test_wrn_equals_the_authors_function(depth: int, width: int) -> None:
     """WRN-16-4 (a 1x1 shortcut already in the first stage) and WRN-10-1 (an identity one)."""
     torch.manual_seed(depth + width)
     reference = AuthorsWRN(depth, width)
-    randomize(reference, torch.randn(4, 3, 32, 32))
+    randomize_for_comparison(reference, torch.randn(4, 3, 32, 32))
     ours = nasir.compile("wrn", depth=depth, widen=width).eval()
-    copy_renamed(reference, ours)
+    copy_renamed(reference, ours, nasir_name)
     x = torch.randn(2, 3, 32, 32)
-    diff, scale = max_diff(ours, reference, x)
+    diff, scale = max_abs_diff(ours, reference, x)
     print(f"WRN-{depth}-{width} at 2x3x32x32: max |diff| {diff:.3g} (logits up to {scale:.3g})")
     assert diff <= 1e-4 * max(1.0, scale)
 
@@ -141,9 +105,9 @@ def test_wrn_equals_the_authors_function(depth: int, width: int) -> None:
     # pre-activation, or one nudged weight, moves the logits far beyond the tolerance.
     Block.preactivated_shortcut = False
     try:
-        assert max_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)
+        assert max_abs_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)
     finally:
         Block.preactivated_shortcut = True
     with torch.no_grad():
         ours.get_parameter("stage2.block1.conv2.weight")[0, 0, 1, 1] += 1.0
-    assert max_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)
+    assert max_abs_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)

@@ -1,0 +1,52 @@
+"""Test helpers shared by several test files (import them: `from conftest import ...`).
+
+Helpers for checking a spec against a reference PyTorch module are public instead:
+nasir.testing.equivalence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run_real_cli(*args: str, timeout: float = 120,
+                 entry_point: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the real `nasir` command in a subprocess (text output captured, never raises on a
+    non-zero exit). `entry_point=True` runs the installed console script when there is one,
+    else it is `python -m nasir.cli`."""
+    command = [sys.executable, "-m", "nasir.cli"]
+    if entry_point:
+        script = Path(sys.executable).with_name("nasir")
+        command = [str(script)] if script.is_file() else command
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def assert_refused(result: subprocess.CompletedProcess[str]) -> None:
+    """The command exited 2 (a user error) without printing a Python traceback."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+def _reject_constant(name: str) -> None:
+    raise AssertionError(f"not JSON: {name}")
+
+
+def assert_finite_json(text: str) -> dict:
+    """Parse strictly (no Infinity/NaN) and check every number is an int or finite float."""
+    data = json.loads(text, parse_constant=_reject_constant)
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, float):
+            assert math.isfinite(value), text[:2000]
+        else:
+            assert value is None or isinstance(value, (bool, int, str))
+    return data
