@@ -366,11 +366,13 @@ def test_plain_and_model_entry_checkpoints(tmp_path) -> None:
 def test_the_official_ghostnet_checkpoint_imports_by_order_into_the_shipped_spec() -> None:
     """The official GhostNet module (transcribed in test_ghostnet_official) names its tensors
     differently from ghostnet.arch; its state_dict imports as is and computes the same."""
-    from test_ghostnet_official import OfficialGhostNet, max_diff, randomize
+    from test_ghostnet_official import OfficialGhostNet
+
+    from nasir.testing.equivalence import max_abs_diff, randomize_for_comparison
 
     torch.manual_seed(0)
     reference = OfficialGhostNet(0.5)
-    randomize(reference, torch.randn(2, 3, 64, 64))
+    randomize_for_comparison(reference, torch.randn(2, 3, 64, 64))
     ours = nasir.compile("ghostnet_0_5").eval()
     before = _snapshot(ours)
     with pytest.raises(nasir.SpecError, match="AMBIGUOUS"):
@@ -379,5 +381,5 @@ def test_the_official_ghostnet_checkpoint_imports_by_order_into_the_shipped_spec
     mapping = nasir.load_weights(ours, reference.state_dict())
     assert len(mapping.pairs) == len(reference.state_dict())
     assert mapping.matched_by("order") and mapping.matched_by("name")
-    diff, scale = max_diff(ours, reference, torch.randn(1, 3, 96, 96))
+    diff, scale = max_abs_diff(ours, reference, torch.randn(1, 3, 96, 96))
     assert diff <= 1e-4 * max(1.0, scale)
