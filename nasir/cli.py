@@ -1,5 +1,9 @@
-"""The `nasir` command line: check, stats, compile, render, print, list, ops and
-import-weights.
+"""The `nasir` command line: check, stats, compile, render, print, transform, list, ops,
+passes and import-weights.
+
+`--pass NAME[:key=value,...]` (repeatable, on check, stats, compile, render, print and
+transform) runs registered IR passes in order right after loading, through
+`nasir.transform`; `nasir passes` lists the registered ones.
 
 Every failure caused by the user's spec or arguments is printed as a located diagnostic
 and exits with status 2; nothing prints a Python traceback (set NASIR_DEBUG=1 to see one
@@ -9,14 +13,16 @@ for a bug in nasir itself).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from nasir.errors import SpecError
+from nasir.errors import Note, SpecError, shown
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70
@@ -62,10 +68,10 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", parser_class=_Parser)
 
     check = _command(sub, "check", "parse, elaborate and shape-check a spec", _cmd_check)
-    _spec_args(check)
+    _spec_args(check, passes=True)
 
     stats = _command(sub, "stats", "static params, MACs, muls/adds and activations", _cmd_stats)
-    _spec_args(stats)
+    _spec_args(stats, passes=True)
     stats.add_argument("--per-layer", action="store_true", help="one row per primitive op")
     stats.add_argument("--depth", type=int, default=1,
                        help="scope depth of the breakdown table (default 1; 0 = totals only)")
@@ -75,13 +81,13 @@ def _build_parser() -> argparse.ArgumentParser:
                             "comma list of bn,act,pool,eltwise,condensed")
 
     comp = _command(sub, "compile", "write readable PyTorch source for a spec", _cmd_compile)
-    _spec_args(comp)
+    _spec_args(comp, passes=True)
     comp.add_argument("-o", "--output", required=True, help="the .py file to write")
     comp.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     render = _command(sub, "render", "draw the network with Graphviz (svg, png, pdf, dot)",
                       _cmd_render)
-    _spec_args(render)
+    _spec_args(render, passes=True)
     render.add_argument("-o", "--output", required=True, help="output file; its suffix picks "
                         "the format")
     render.add_argument("--depth", type=int, default=None,
@@ -90,11 +96,19 @@ def _build_parser() -> argparse.ArgumentParser:
 
     printer = _command(sub, "print", "print the elaborated network back as .arch text",
                        _cmd_print)
-    _spec_args(printer)
+    _spec_args(printer, passes=True)
+
+    trans = _command(sub, "transform", "run passes on a spec and write the result as flat "
+                     ".arch text (no --pass: the elaborated network as is)", _cmd_transform)
+    _spec_args(trans, passes=True)
+    trans.add_argument("-o", "--output", required=True, help="the .arch file to write")
+    trans.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     listing = _command(sub, "list", "list the shipped networks", _cmd_list)
     listing.add_argument("--json", action="store_true")
     _command(sub, "ops", "list the primitive ops and their parameters", _cmd_ops)
+    _command(sub, "passes", "list the built-in IR passes (for --pass); passes registered "
+             "from Python run through nasir.transform", _cmd_passes)
 
     imp = _command(sub, "import-weights", "map a checkpoint of the original code onto a "
                    "spec's parameter names and save it", _cmd_import_weights)
@@ -116,7 +130,7 @@ def _command(sub, name: str, help: str, run: Callable) -> argparse.ArgumentParse
     return cmd
 
 
-def _spec_args(cmd: argparse.ArgumentParser) -> None:
+def _spec_args(cmd: argparse.ArgumentParser, passes: bool = False) -> None:
     cmd.add_argument("spec", help="an .arch file or a shipped network name (see `nasir list`)")
     cmd.add_argument("--network", help="which network of the file (if it defines several)")
     cmd.add_argument("--input", help="input shape CxHxW, e.g. 3x224x224")
@@ -124,6 +138,11 @@ def _spec_args(cmd: argparse.ArgumentParser) -> None:
                      help="override a network parameter (repeatable), e.g. --set depth=56")
     cmd.add_argument("--import-path", action="append", default=[], metavar="DIR",
                      help="also allow imports from DIR (repeatable; NASIR_IMPORT_PATH adds more)")
+    if passes:
+        cmd.add_argument("--pass", dest="passes", action="append", default=[],
+                         metavar="NAME[:K=V,...]",
+                         help="run a registered pass after loading (repeatable, in order), "
+                              "e.g. --pass split:S=4; see `nasir passes`")
 
 
 def _version() -> str:
@@ -135,10 +154,34 @@ def _version() -> str:
 # ---- loading ----------------------------------------------------------------------------
 
 def _load(args: argparse.Namespace):
+    """The spec's IR, with the `--pass` passes (if any) applied in order."""
     from nasir.api import load
 
-    return load(args.spec, network=args.network, input=args.input,
-                import_paths=args.import_path, **_overrides(args.set))
+    passes = _passes(getattr(args, "passes", []))  # bad --pass text fails before loading
+    ir = load(args.spec, network=args.network, input=args.input,
+              import_paths=args.import_path, **_overrides(args.set))
+    if not passes:
+        return ir
+    from nasir.passes.pipeline import transform
+
+    return transform(ir, passes)
+
+
+def _passes(texts: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """`--pass` texts as (name, options) steps; unknown names and bad options are SpecErrors."""
+    import nasir.passes  # noqa: F401  (registers the built-in passes)
+    from nasir.passes.pipeline import get_pass, parse_pass
+
+    steps = []
+    for text in texts:
+        try:
+            name, options = parse_pass(text)
+            get_pass(name)
+        except SpecError as err:
+            err.notes.append(Note(f"in --pass '{shown(text)}'"))
+            raise
+        steps.append((name, options))
+    return steps
 
 
 def _overrides(items: list[str]) -> dict[str, Any]:
@@ -214,6 +257,20 @@ def _cmd_print(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_transform(args: argparse.Namespace) -> int:
+    from nasir.backends.arch_printer import to_arch
+
+    ir = _load(args)
+    try:
+        text = to_arch(ir)
+    except ValueError as exc:  # a value .arch cannot write, named by the printer
+        raise SpecError(f"cannot write {ir.name} as .arch: {exc}") from None
+    _write(args.output, text, args.force)
+    applied = ", ".join(args.passes) or "no passes"
+    print(f"wrote {args.output}: {ir.name} ({len(ir)} ops) after {applied}")
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from nasir.catalog import shipped_networks
 
@@ -249,6 +306,24 @@ def _cmd_import_weights(args: argparse.Namespace) -> int:
     _write(args.output, state_dict_bytes(module), args.force)
     print(f"wrote {args.output}: the state_dict of {module.__class__.__name__} "
           f"(load it with torch.load(path, weights_only=True))")
+    return 0
+
+
+def _cmd_passes(args: argparse.Namespace) -> int:
+    import nasir.passes  # noqa: F401  (registers the built-in passes)
+    from nasir.passes.pipeline import get_pass, pass_names
+
+    names = pass_names()
+    if not names:
+        print("(none yet)")
+    width = max(map(len, names), default=0)
+    for name in names:  # the docstring's first paragraph, wrapped beside the name
+        summary = " ".join(inspect.cleandoc(get_pass(name).__doc__ or "").split("\n\n")[0]
+                           .split())
+        lines = textwrap.wrap(summary, width=max(40, 96 - width)) or [""]
+        print(f"{name:<{width}}  {lines[0]}".rstrip())
+        for line in lines[1:]:
+            print(f"{'':<{width}}  {line}")
     return 0
 
 

@@ -47,7 +47,8 @@ def report_json(report: CostReport, ir: IR, per_layer: bool = False) -> dict[str
         data["input"] = next(iter(data["input"].values()))
     if per_layer:
         data["layers"] = [{"node": node_id, "op": ir.node(node_id).op,
-                           "shape": _shape(ir.node(node_id).shape), **t.as_dict()}
+                           "shape": _shape(ir.node(node_id).shape),
+                           "made_by": ir.node(node_id).made_by, **t.as_dict()}
                           for node_id, t in report.nodes.items()]
     return data
 
@@ -173,9 +174,11 @@ def report_table(report: CostReport, ir: IR, depth: int = 1, per_layer: bool = F
     inputs = ", ".join(f"{k} {_shape(v)}" for k, v in report.inputs.items())
     lines = [f"{report.network}  (input {inputs}, output {_shape(ir.node(ir.output).shape)}, "
              f"batch 1)", _wrap(report.policy.describe()), ""]
-    if per_layer:
+    if per_layer:  # a "made by" column (the pass that made a node) once any pass made one
         rows = [Row(node_id, ir.node(node_id).op, 0, t) for node_id, t in report.nodes.items()]
-        lines.append(_table(rows, report.total, full_names=True))
+        made_by = [ir.node(r.path).made_by or "" for r in rows]
+        lines.append(_table(rows, report.total, full_names=True,
+                            made_by=made_by if any(made_by) else None))
     else:
         rows = breakdown(report, ir, depth)
         lines.append(_table(rows, report.total))
@@ -190,19 +193,27 @@ def _cells(totals: Totals, summed: bool = True, pad: str = "") -> tuple[str, ...
     return tuple(c + pad for c in cells) if summed else tuple(f"[{c}]" for c in cells)
 
 
-def _table(rows: list[Row], total: Totals, full_names: bool = False) -> str:
+def _table(rows: list[Row], total: Totals, full_names: bool = False,
+           made_by: list[str] | None = None) -> str:
+    """The aligned table; `made_by` (one entry per row) adds a "made by" text column."""
     pad = "" if all(r.summed for r in rows) else " "
-    header = ("name", "op/block", *(c + pad for c in _COLUMNS))
-    body = [(r.path if full_names else r.label, r.kind, *_cells(r.totals, r.summed, pad))
-            for r in rows]
-    footer = ("total", "", *_cells(total, pad=pad))
-    human_row = ("", "", *(human(getattr(total, c)) + pad for c in _COLUMNS))
+    extra = ("made by",) if made_by is not None else ()
+    blank = ("",) * len(extra)
+    header = ("name", "op/block", *extra, *(c + pad for c in _COLUMNS))
+    body = [(r.path if full_names else r.label, r.kind,
+             *((made_by[i],) if made_by is not None else ()),
+             *_cells(r.totals, r.summed, pad))
+            for i, r in enumerate(rows)]
+    footer = ("total", "", *blank, *_cells(total, pad=pad))
+    human_row = ("", "", *blank, *(human(getattr(total, c)) + pad for c in _COLUMNS))
     table = [header, *body, footer, human_row]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    n_left = 2 + len(extra)
 
     def fmt(row: tuple[str, ...]) -> str:
-        left = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
-        right = [cell.rjust(w) for cell, w in zip(row[2:], widths[2:], strict=True)]
+        left = [cell.ljust(w) for cell, w in zip(row[:n_left], widths[:n_left], strict=True)]
+        right = [cell.rjust(w) for cell, w in
+                 zip(row[n_left:], widths[n_left:], strict=True)]
         return "  ".join(left + right).rstrip()
 
     rule = "-" * len(fmt(header))
