@@ -201,6 +201,6 @@ def test_the_examples_in_docs_passes_md_run(tmp_path: Path) -> None:
         namespace = runpy.run_path(str(script))
     finally:
         unregister_pass("relu6")
-        unregister_pass("ghost")
+        unregister_pass("ghost_1x1")
     assert "relu6" in {n.op for n in namespace["out"]}
-    assert any(n.made_by == "ghost" for n in namespace["ghosted"])
+    assert any(n.made_by == "ghost_1x1" for n in namespace["ghosted"])
