@@ -10,6 +10,7 @@ import json
 import math
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 
@@ -50,3 +51,18 @@ def assert_finite_json(text: str) -> dict:
         else:
             assert value is None or isinstance(value, (bool, int, str))
     return data
+
+
+PASS_FIXTURES = Path(__file__).parent / "fixtures" / "passes"
+
+
+def load_pass_fixture(name: str):
+    """A fixture spec of tests/fixtures/passes (input or expected output of a pass) as IR."""
+    import nasir
+
+    return nasir.load((PASS_FIXTURES / name).read_text(), text=True)
+
+
+def op_counts(ir) -> Counter:
+    """How many nodes of each op an IR holds."""
+    return Counter(n.op for n in ir.nodes())

@@ -4,9 +4,9 @@ random networks, and `adder` of the shipped ResNets against the shipped AdderNet
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from conftest import load_pass_fixture, op_counts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,31 +18,22 @@ from nasir.passes.ghost import protected_layers
 from nasir.testing.checks import assert_static_matches_torch
 from nasir.testing.strategies import irs
 
-FIXTURES = Path(__file__).parent / "fixtures" / "passes"
 PROPERTY = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _load(name: str) -> IR:
-    return nasir.load((FIXTURES / name).read_text(), text=True)
-
-
-def _ops(ir: IR) -> Counter:
-    return Counter(n.op for n in ir.nodes())
-
-
 def test_fixture_becomes_the_hand_written_adder_network() -> None:
-    before = _load("small.arch")
+    before = load_pass_fixture("small.arch")
     out = nasir.transform(before, ["adder"])
-    assert out.signature() == _load("small.adder.arch").signature()
-    assert _ops(out) - _ops(before) == Counter({"adder": 2})
-    assert _ops(before) - _ops(out) == Counter({"conv": 2})
+    assert out.signature() == load_pass_fixture("small.adder.arch").signature()
+    assert op_counts(out) - op_counts(before) == Counter({"adder": 2})
+    assert op_counts(before) - op_counts(out) == Counter({"conv": 2})
     everything = nasir.transform(before, ["adder:keep_first=false,keep_last=false"])
     assert everything.node("stem").op == "adder" and everything.node("fc").op == "linear"
 
 
 def test_a_flag_that_is_not_a_bool_is_a_clear_error() -> None:
     with pytest.raises(SpecError, match="keep_last='maybe' is not true or false"):
-        nasir.transform(_load("small.arch"), ["adder:keep_last=maybe"])
+        nasir.transform(load_pass_fixture("small.arch"), ["adder:keep_last=maybe"])
 
 
 @PROPERTY

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from conftest import load_pass_fixture, op_counts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,31 +19,23 @@ from nasir.passes.ghost import protected_layers
 from nasir.testing.checks import assert_static_matches_torch
 from nasir.testing.strategies import irs
 
-FIXTURES = Path(__file__).parent / "fixtures" / "passes"
 PROPERTY = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _load(name: str) -> IR:
-    return nasir.load((FIXTURES / name).read_text(), text=True)
-
-
-def _ops(ir: IR) -> Counter:
-    return Counter(n.op for n in ir.nodes())
-
-
 def test_fixture_becomes_the_hand_written_ghost_network() -> None:
-    before = _load("small.arch")
+    before = load_pass_fixture("small.arch")
     out = nasir.transform(before, ["ghost"])
-    assert out.signature() == _load("small.ghost.arch").signature()
+    assert out.signature() == load_pass_fixture("small.ghost.arch").signature()
     # two convs replaced: each becomes a primary conv, a cheap dw conv, 2 BNs and a concat
     # (no slice: 16 = 2 x 8 channels exactly)
-    delta = _ops(out) - _ops(before)
-    assert delta == Counter({"conv": 2, "bn": 4, "concat": 2}) and not _ops(before) - _ops(out)
+    delta = op_counts(out) - op_counts(before)
+    assert delta == Counter({"conv": 2, "bn": 4, "concat": 2})
+    assert not op_counts(before) - op_counts(out)
     assert {n.made_by for n in out.nodes() if n.id.startswith("body/conv1/")} == {"ghost"}
 
 
 def test_options_as_text_and_keep_flags() -> None:
-    ir = _load("small.arch")
+    ir = load_pass_fixture("small.arch")
     wide = nasir.transform(ir, ["ghost:ratio=4,dw=5"])
     cheap = wide.node("body/conv1/cheap_operation/conv").attrs
     assert (cheap.kernel, cheap.groups, cheap.out) == (5, 4, 12)  # 4 intrinsic maps x 3
@@ -57,7 +49,7 @@ def test_options_as_text_and_keep_flags() -> None:
                                      {"keep_first": "yes"}])
 def test_bad_options_are_clear_errors(options: dict) -> None:
     with pytest.raises(SpecError, match="pass 'ghost'"):
-        nasir.transform(_load("small.arch"), [("ghost", options)])
+        nasir.transform(load_pass_fixture("small.arch"), [("ghost", options)])
 
 
 def test_first_conv_and_classifier_are_defined_by_free_paths() -> None:
