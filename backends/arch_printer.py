@@ -13,11 +13,11 @@ string with control characters) raises `ValueError` naming it.
 
 from __future__ import annotations
 
-import math
 import re
 from functools import cache
 
 from nasir.ir.graph import IR, Node
+from nasir.parse.parser import arch_literal, quote_string
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DIGITS = re.compile(r"[0-9]+")
@@ -87,7 +87,7 @@ class _Printer:
             self.taken.add(node.name)
             return f"input {node.name}: {'x'.join(map(str, node.attrs.shape))}"
         args = [self.var[i] for i in node.inputs]
-        args += [f"{k}={_literal(v)}" for k, v in node.attrs.model_dump().items()
+        args += [f"{k}={arch_literal(v)}" for k, v in node.attrs.model_dump().items()
                  if v is not None]
         var = self._fresh(_variable(node.id))
         self.var[node.id] = var
@@ -111,7 +111,7 @@ def _variable(node_id: str) -> str:
 
 def _label(name: str) -> str:
     """A node or scope label as .arch writes it: `conv`, `0`, or `"true"`."""
-    return name if is_name(name) or _DIGITS.fullmatch(name) else _string(name)
+    return name if is_name(name) or _DIGITS.fullmatch(name) else quote_string(name)
 
 
 def _network_name(name: str) -> str:
@@ -129,31 +129,6 @@ def _comment(text: str) -> str:
 
 def _comment_value(value: object) -> str:
     try:
-        return _literal(value)
+        return arch_literal(value)
     except (TypeError, ValueError):  # only a comment: any readable form will do
         return repr(value)
-
-
-_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"}
-
-
-def _string(value: str) -> str:
-    bad = [ch for ch in value if ch not in _ESCAPES and not ch.isprintable()]
-    if bad:
-        raise ValueError(f"cannot print the string {value!r} as .arch: it holds {bad[0]!r}, "
-                         "and .arch strings escape only \\n, \\t, \\\" and \\\\")
-    return '"' + "".join(_ESCAPES.get(ch, ch) for ch in value) + '"'
-
-
-def _literal(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"cannot print {value!r} as .arch: the language has no such number")
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return _string(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_literal(v) for v in value) + "]"
-    raise TypeError(f"cannot print {value!r} as .arch")

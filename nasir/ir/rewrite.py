@@ -17,6 +17,7 @@ made them (`Node.made_by`). `splice_block` replaces a node by a block elaborated
 from __future__ import annotations
 
 import contextvars
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -253,13 +254,20 @@ def _wrapper(spec: str, block: str, shapes: list[Shape | None], args: dict[str, 
 
 def _literal(value: Any) -> str:
     """A parameter value as .arch text: bool, int, float, plain string, or a list of them."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str) and _SAFE_STR.fullmatch(value):
-        return f'"{value}"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_literal(v) for v in value) + "]"
-    raise SpecError(f"cannot pass {shown(repr(value))} to a spliced block",
-                    expected="a bool, int, float, plain string, or a list of them")
+    from nasir.parse.parser import arch_literal  # the front end sits above the IR
+
+    if not _plain(value):
+        raise SpecError(f"cannot pass {shown(repr(value))} to a spliced block",
+                        expected="a bool, int, finite float, plain string, or a list of them")
+    return arch_literal(value)
+
+
+def _plain(value: Any) -> bool:
+    """Whether `value` is one the splice wrapper passes: strings of plain characters only."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, bool | int):
+        return True
+    if isinstance(value, str):
+        return bool(_SAFE_STR.fullmatch(value))
+    return isinstance(value, list | tuple) and all(_plain(v) for v in value)

@@ -210,6 +210,35 @@ def _float(text: str, loc: SourceLoc) -> float:
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
 
 
+_QUOTES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"}  # the inverse of _ESCAPES
+
+
+def quote_string(value: str) -> str:
+    """`value` as an .arch string literal that `_unquote` reads back; ValueError for a
+    character the language cannot write (it escapes only \\n, \\t, \\" and \\\\)."""
+    bad = [ch for ch in value if ch not in _QUOTES and not ch.isprintable()]
+    if bad:
+        raise ValueError(f"cannot print the string {value!r} as .arch: it holds {bad[0]!r}, "
+                         "and .arch strings escape only \\n, \\t, \\\" and \\\\")
+    return '"' + "".join(_QUOTES.get(ch, ch) for ch in value) + '"'
+
+
+def arch_literal(value: object) -> str:
+    """A value (bool, int, finite float, str, or a list/tuple of them) as .arch text that
+    parses back to it; ValueError or TypeError for anything the language cannot write."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"cannot print {value!r} as .arch: the language has no such number")
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return quote_string(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(arch_literal(v) for v in value) + "]"
+    raise TypeError(f"cannot print {value!r} as .arch")
+
+
 def _unquote(token: str) -> str:
     """The value of a string literal; only \\n, \\t, \\" and \\\\ are escapes."""
     body, out, i = token[1:-1], [], 0
