@@ -10,8 +10,8 @@ from __future__ import annotations
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
 
 from nasir.ir.graph import Shape
-from nasir.ops.base import DENSE, Cost, Layer, OpDef, numel, spatial
-from nasir.ops.conv import SamePaddingAttrs, check_window, window_shape
+from nasir.ops.base import DENSE, Cost, Layer, OpDef, spatial
+from nasir.ops.conv import SamePaddingAttrs, check_window, window_shape, window_terms
 from nasir.ops.registry import register
 
 
@@ -36,6 +36,7 @@ class Adder(OpDef):
     name = "adder"
     Attrs = AdderAttrs
     positional = ("out", "kernel", "stride", "pad")
+    width_attr = "out"
     doc = ("adder layer (AdderNet): adder(out, kernel, stride=1, pad=same, bias=false, eta=0.2); "
            "eta scales the adaptive learning rate")
     flop_counter_visible = False  # no conv/matmul inside: FlopCounterMode sees none of it
@@ -46,8 +47,8 @@ class Adder(OpDef):
         return (a.out, *window_shape(h, w, a.kernel, a.stride, a.pad))
 
     def cost(self, a: AdderAttrs, ins: list[Shape], out: Shape) -> Cost:
-        terms = numel(out) * ins[0][0] * a.kernel * a.kernel
-        params = a.out * ins[0][0] * a.kernel * a.kernel + (a.out if a.bias else 0)
+        per_output, terms = window_terms(ins[0][0], 1, a.kernel, out)
+        params = a.out * per_output + (a.out if a.bias else 0)
         return Cost(params=params, macs=terms, muls=0, adds=2 * terms, kind=DENSE)
 
     def lower(self, a: AdderAttrs, ins: list[Shape], out: Shape) -> Layer:

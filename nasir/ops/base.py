@@ -96,6 +96,13 @@ class OpDef:
     # Whether torch's FlopCounterMode sees this op's MACs once lowered (conv and matmul do;
     # custom kernels such as adder layers do not). Used to cross-check static counts.
     flop_counter_visible: ClassVar[bool] = True
+    # Channel bookkeeping, so passes that rewrite widths (split, fuse) never switch on op names:
+    # the attribute that sets the output channels (conv's `out`), further attributes counted
+    # in channels that scale with the width (slice's `start`, `stop`), and the attribute that
+    # partitions channels into groups (conv's `groups`).
+    width_attr: ClassVar[str | None] = None
+    channel_attrs: ClassVar[tuple[str, ...]] = ()
+    groups_attr: ClassVar[str | None] = None
 
     def resolve(self, kwargs: dict[str, Any], ins: list[Shape]) -> tuple[str, dict[str, Any]]:
         """Rewrite a call into the op that is stored in the IR (aliases such as dwconv)."""

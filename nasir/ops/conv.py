@@ -64,6 +64,13 @@ def check_window(op: str, h: int, w: int, kernel: int, pad: int | tuple[int, int
         )
 
 
+def window_terms(in_channels: int, groups: int, kernel: int, out: Shape) -> tuple[int, int]:
+    """(weights per output channel, accumulation terms) of a k x k window layer reading
+    `in_channels` in `groups`: the cost rule conv and adder share."""
+    per_output = (in_channels // groups) * kernel * kernel
+    return per_output, numel(out) * per_output
+
+
 def window_shape(h: int, w: int, kernel: int, stride: int,
                  pad: int | tuple[int, int, int, int], dilation: int = 1,
                  ceil_mode: bool = False) -> tuple[int, int]:
@@ -78,6 +85,7 @@ class Conv(OpDef):
     name = "conv"
     Attrs = ConvAttrs
     positional = ("out", "kernel", "stride", "pad")
+    width_attr, groups_attr = "out", "groups"
     doc = ("2-D convolution: conv(out, kernel, stride=1, pad=\"same\", dilation=1, groups=1, "
            "bias=false); pad: int, [top, bottom, left, right], \"same\" or \"tf_same\"")
 
@@ -94,8 +102,7 @@ class Conv(OpDef):
         return (a.out, *window_shape(h, w, a.kernel, a.stride, a.pad, a.dilation))
 
     def cost(self, a: ConvAttrs, ins: list[Shape], out: Shape) -> Cost:
-        per_output = (ins[0][0] // a.groups) * a.kernel * a.kernel
-        macs = numel(out) * per_output
+        per_output, macs = window_terms(ins[0][0], a.groups, a.kernel, out)
         params = a.out * per_output + (a.out if a.bias else 0)
         return Cost(params=params, macs=macs, muls=macs, adds=macs, kind=DENSE)
 

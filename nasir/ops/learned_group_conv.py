@@ -66,6 +66,7 @@ class LearnedGroupConvOp(OpDef):
     name = "learned_group_conv"
     Attrs = LearnedGroupConvAttrs
     positional = ("out", "groups", "condense")
+    width_attr, groups_attr = "out", "groups"
     doc = (
         "CondenseNet learned group 1x1 conv: learned_group_conv(out, groups, condense=groups); "
         "each of the groups keeps in/condense inputs after condensing"
@@ -118,6 +119,7 @@ class CondensingLinearOp(OpDef):
     name = "condensing_linear"
     Attrs = CondensingLinearAttrs
     positional = ("out", "keep")
+    width_attr = "out"
     doc = (
         "linear layer whose condensed form keeps int(in*keep) inputs (CondenseNet's converted "
         "classifier): condensing_linear(out, keep=0.5, bias=true)"

@@ -29,6 +29,7 @@ class Linear(OpDef):
     name = "linear"
     Attrs = LinearAttrs
     positional = ("out",)
+    width_attr = "out"
     doc = "fully connected layer on a flat vector: linear(out, bias=true)"
 
     def infer(self, a: LinearAttrs, ins: list[Shape]) -> Shape:

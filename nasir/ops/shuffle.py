@@ -21,6 +21,7 @@ class ChannelShuffle(OpDef):
     name = "channel_shuffle"
     Attrs = ShuffleAttrs
     positional = ("groups",)
+    groups_attr = "groups"
     doc = "channel shuffle (ShuffleNet): channel_shuffle(groups); groups must divide channels"
 
     def infer(self, a: ShuffleAttrs, ins: list[Shape]) -> Shape:

@@ -166,6 +166,7 @@ class ChannelSlice(OpDef):
     name = "slice"
     Attrs = SliceAttrs
     positional = ("start", "stop")
+    channel_attrs = ("start", "stop")
     doc = "channels start..stop-1 (also `x[start:stop]`)"
 
     def infer(self, a: SliceAttrs, ins: list[Shape]) -> Shape:
