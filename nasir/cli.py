@@ -220,8 +220,13 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
     if args.depth < 0:
         raise SpecError(f"bad --depth {args.depth}", expected="0 (totals only) or more")
+    policy = CountingPolicy.parse(args.count)
     ir = _load(args)
-    report = count_costs(ir, CountingPolicy.parse(args.count))
+    if policy.condensed:  # rows show the counted (condensed) ops; count_costs condenses too
+        from nasir.passes.condense import condensed_form
+
+        ir = condensed_form(ir)
+    report = count_costs(ir, policy)
     if args.json:  # allow_nan=False: never Infinity/NaN, which are not JSON
         print(json.dumps(report_json(report, ir, per_layer=args.per_layer), indent=2,
                          allow_nan=False))

@@ -14,18 +14,23 @@ from nasir.ir.graph import IR
 from nasir.passes.costs import CountingPolicy, Totals, count_costs
 from nasir.testing.checks import assert_static_matches_torch
 
-CONDENSED = CountingPolicy(condensed=True)
-MEASURE_MODEL = CountingPolicy(condensed=True, act=True, pool=True)
-CLASSIFIERS = ("linear", "condensing_linear")
+MEASURE_MODEL = CountingPolicy(act=True, pool=True)
+CLASSIFIERS = ("linear", "condensing_linear", "condensed_linear")
+
+
+def condensed(network: str, **params: object) -> IR:
+    """The converted network (`utils.convert_model`): the spec after the `condense` pass."""
+    return nasir.transform(nasir.load(network, **params), ["condense"])
 
 
 def condensed_totals(network: str, **params: object) -> Totals:
-    """Totals of the converted network (`utils.convert_model`), dense layers only."""
-    return count_costs(nasir.load(network, **params), CONDENSED).total
+    """Totals of the converted network, dense layers only."""
+    return count_costs(condensed(network, **params)).total
 
 
 def measure_model_ops(ir: IR) -> int:
-    """The official `utils.measure_model` ops of the converted network, from nasir's counts.
+    """The official `utils.measure_model` ops of the converted network `ir` (the condense
+    pass's output), from nasir's counts.
 
     measure_model counts, at batch 1: one op per conv/linear MAC (a learned group conv's MACs
     divided by C), one per ReLU input element, k*k per k x k average-pool output, one per
@@ -61,7 +66,7 @@ def test_condensenet86_with_unhalved_classifier_is_the_readme_0_52M():
 
 def test_condensenet86_measure_model_ops_are_exactly_65812394():
     """README "65.8M FLOPs" = measure_model on the converted net: 65,812,394 (papers.md §5)."""
-    assert measure_model_ops(nasir.load("condensenet86")) == 65_812_394
+    assert measure_model_ops(condensed("condensenet86")) == 65_812_394
 
 
 def test_condensenet86_relu_and_pool_ops_follow_the_architecture():
@@ -76,7 +81,7 @@ def test_condensenet86_relu_and_pool_ops_follow_the_architecture():
             channels += growth
         pool += channels * (size // 2) ** 2 * 4 if stage < 2 else channels * 64
     relu += channels * size * size  # relu_last
-    report = count_costs(nasir.load("condensenet86"), MEASURE_MODEL).total
+    report = count_costs(condensed("condensenet86"), MEASURE_MODEL).total
     assert report.other == relu  # ReLU: one comparison per element
     assert report.flops - 2 * report.macs == relu + pool
 
@@ -93,7 +98,7 @@ def test_fully_dense_connectivity_feeds_every_feature_to_the_classifier():
     cifar, imagenet = nasir.load("condensenet86"), nasir.load("condensenet74_c4")
     assert classifier_shape(cifar) == (800, 10)
     assert classifier_shape(imagenet) == (2064, 1000)
-    report = count_costs(cifar, CONDENSED)
+    report = count_costs(condensed("condensenet86"))
     assert all(report.scopes[f"features/transition_{i}"].params == 0 for i in (1, 2))
 
 
@@ -122,9 +127,9 @@ def test_readme_table_params_and_flops_round_to_the_published_figures(
     Rounding, not a 1% band: 2.9M has two significant digits, and the exact 2.9354M is 1.2%
     above it. The README's CIFAR params count the un-halved classifier, ImageNet's the halved.
     """
-    ir = nasir.load(network)
+    ir = condensed(network)
     imagenet = ir.node(ir.inputs[0]).shape[1] == 224
-    converted = count_costs(ir, CONDENSED).total.params
+    converted = count_costs(ir).total.params
     readme_params = converted if imagenet else condensed_totals(network, classifier_keep=1.0).params
     ops = measure_model_ops(ir)
     assert round(converted / 1e6, 4) == calc_m
@@ -141,8 +146,8 @@ def test_condensenet182_and_imagenet_c4_are_within_1_percent_of_the_readme(
     network: str, readme_m: float, readme_flops_m: float
 ) -> None:
     """README: CondenseNet-182* 4.2M / 513M (CIFAR-10); ImageNet G=C=4 4.8M / 529M."""
-    ir = nasir.load(network)
-    params = count_costs(ir, CONDENSED).total.params
+    ir = condensed(network)
+    params = count_costs(ir).total.params
     assert abs(params - readme_m * 1e6) / (readme_m * 1e6) < 0.01
     assert abs(measure_model_ops(ir) - readme_flops_m * 1e6) / (readme_flops_m * 1e6) < 0.01
 
@@ -158,8 +163,8 @@ def test_the_unhalved_classifier_adds_half_its_inputs_times_classes(network: str
 def test_imagenet_g8_condenses_each_1x1_conv_to_an_eighth():
     """G=C=8 keeps in/8 inputs per filter of every learned group conv (papers.md §5)."""
     ir = nasir.load("condensenet74_c8")
-    training, condensed = count_costs(ir), count_costs(ir, CONDENSED)
+    training, deployed = count_costs(ir), count_costs(condensed("condensenet74_c8"))
     for node in ir.nodes():
         if node.op == "learned_group_conv":
-            assert condensed.nodes[node.id].params * 8 == training.nodes[node.id].params
-            assert condensed.nodes[node.id].macs * 8 == training.nodes[node.id].macs
+            assert deployed.nodes[node.id].params * 8 == training.nodes[node.id].params
+            assert deployed.nodes[node.id].macs * 8 == training.nodes[node.id].macs

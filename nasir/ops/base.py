@@ -54,7 +54,6 @@ class Cost:
     adds: int = 0
     other: int = 0
     kind: str = FREE
-    condensed: Cost | None = None  # the deployed form, where training and deployment differ
 
 
 @dataclass(frozen=True)

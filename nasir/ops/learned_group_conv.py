@@ -2,18 +2,19 @@
 form (Huang, Liu, van der Maaten, Weinberger, CVPR 2018, arXiv 1711.09224).
 
 Both ops train as dense layers and are pruned by the official `utils.convert_model` for
-deployment, so their `Cost` carries the two forms: the training form (every connection) and
-`condensed=` (what the converted network keeps). `CountingPolicy(condensed=True)`
-(`--count condensed`) selects the latter.
+deployment; these are the training forms, counted with every connection. The deployed forms
+are the ops of nasir.ops.condensed, made by the `condense` pass (nasir.passes.condense);
+`CountingPolicy(condensed=True)` (`--count condensed`) counts the network after that pass.
 
 - `learned_group_conv(out, groups, condense=groups)`: a 1x1 conv whose G groups each learn to
   read in/C of the input channels (the official `LearnedGroupConv` without its BN and ReLU,
   which are separate nodes in nasir). Training form: in*out weights; condensed form
-  (`CondensingConv`): out*in/C weights and MACs.
+  (`condensed_conv`, official `CondenseConv`): out*in/C weights and MACs.
 - `condensing_linear(out, keep=0.5, bias=true)`: a linear layer that conversion cuts to the
   int(in*keep) input features of largest L1 norm (`CondensingLinear(linear, 0.5)`; the
   official argument is called `drop_rate` but is the fraction *kept*). Training form: a plain
-  `linear(out)`; condensed form: int(in*keep)*out weights (+ out bias).
+  `linear(out)`; condensed form (`condensed_linear`, official `CondenseLinear`):
+  int(in*keep)*out weights (+ out bias).
 
 Deviation: the official converted layer applies its BN and ReLU after selecting in*G/C
 channels, so for G != C its BN holds 2*in*G/C parameters instead of 2*in. nasir's preceding
@@ -23,7 +24,6 @@ published configuration.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from pydantic import Field, PositiveInt, model_validator
@@ -92,10 +92,7 @@ class LearnedGroupConvOp(OpDef):
         return (a.out, h, w)
 
     def cost(self, a: LearnedGroupConvAttrs, ins: list[Shape], out: Shape) -> Cost:
-        in_channels = ins[0][0]
-        condensed = dense_1x1_cost(in_channels // a.factor, out)
-        training = dense_1x1_cost(in_channels, out)
-        return replace(training, condensed=condensed)
+        return dense_1x1_cost(ins[0][0], out)
 
     def lower(self, a: LearnedGroupConvAttrs, ins: list[Shape], out: Shape) -> Layer:
         return Layer(
@@ -134,10 +131,7 @@ class CondensingLinearOp(OpDef):
         return out
 
     def cost(self, a: CondensingLinearAttrs, ins: list[Shape], out: Shape) -> Cost:
-        training = _LINEAR.cost(a, ins, out)
-        kept = (kept_features(ins[0][0], a.keep),)
-        condensed = _LINEAR.cost(a, [kept], out)
-        return replace(training, condensed=condensed)
+        return _LINEAR.cost(a, ins, out)
 
     def lower(self, a: CondensingLinearAttrs, ins: list[Shape], out: Shape) -> Layer:
         return _LINEAR.lower(a, ins, out)

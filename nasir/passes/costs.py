@@ -27,7 +27,8 @@ _OPTIONAL_KINDS = {"bn": BN, "act": ACT, "pool": POOL, "eltwise": ELTWISE}
 
 @dataclass(frozen=True)
 class CountingPolicy:
-    """Which op kinds count toward muls/adds/flops, and which form learned convs take."""
+    """Which op kinds count toward muls/adds/flops; `condensed`: count the network after the
+    `condense` pass (CondenseNet's deployed form) instead of as given."""
 
     bn: bool = False
     act: bool = False
@@ -73,8 +74,9 @@ class CountingPolicy:
                 f"muls/adds/flops count {', '.join(counted)}")
         if skipped:
             text += f"; not counted: {', '.join(skipped)}"
-        text += ("; learned group convs counted condensed (1/C of connections), condensing "
-                 "linears with int(in*keep) inputs" if self.condensed
+        text += ("; counted after the condense pass: learned group convs as condensed_conv "
+                 "(1/C of connections), condensing linears as condensed_linear with "
+                 "int(in*keep) inputs" if self.condensed
                  else "; learned group convs counted in training form (all connections)")
         return text + "; params include BN affine weights, not running statistics."
 
@@ -116,8 +118,6 @@ def node_cost(ir: IR, node_id: str, policy: CountingPolicy) -> Totals:
     op = get_op(node.op)
     ins = [ir.node(i).shape for i in node.inputs]
     cost: Cost = op.cost(node.attrs, ins, node.shape)
-    if policy.condensed and cost.condensed is not None:
-        cost = cost.condensed
     counted = policy.counts(cost.kind) and cost.kind != FREE
     return Totals(params=cost.params, macs=cost.macs if cost.kind == DENSE else 0,
                   muls=cost.muls if counted else 0, adds=cost.adds if counted else 0,
@@ -125,9 +125,15 @@ def node_cost(ir: IR, node_id: str, policy: CountingPolicy) -> Totals:
 
 
 def count_costs(ir: IR, policy: CountingPolicy | None = None) -> CostReport:
+    """Costs of `ir`; under `policy.condensed`, of `ir` after the `condense` pass (same node
+    ids, so the rows line up with `ir`)."""
     policy = policy or CountingPolicy()
     if any(n.shape is None for n in ir.nodes()):
         raise ValueError("count_costs needs shapes: run infer_shapes first")
+    if policy.condensed:
+        from nasir.passes.condense import condensed_form  # a pass: import at call time
+
+        ir = condensed_form(ir)
     report = CostReport(ir.name, policy, {i: ir.node(i).shape for i in ir.inputs})
     for node in ir.nodes():
         totals = node_cost(ir, node.id, policy)
