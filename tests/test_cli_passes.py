@@ -203,6 +203,15 @@ def test_options_reach_the_pass(spec: Path, capsys) -> None:
         unregister_pass("t_options")
 
 
+def test_an_option_the_pass_does_not_take_is_named_with_the_ones_it_does(
+        spec: Path, capsys) -> None:
+    status, out, err = run_main(capsys, "stats", str(spec), "--pass", "ghost:rato=3")
+    assert status == 2 and out == ""
+    assert "pass 'ghost' has no option 'rato'" in err and "did you mean 'ratio'" in err
+    assert "options of ghost: ratio, dw, keep_first, keep_last" in err
+    assert "TypeError" not in err
+
+
 def test_passes_lists_the_registered_passes(passes, capsys) -> None:
     status, out, _ = run_main(capsys, "passes")
     assert status == 0

@@ -11,6 +11,7 @@ naming the pass (and the node, for `Transformer` passes), never a traceback.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -119,8 +120,26 @@ def _resolve(step: PassStep) -> tuple[str, Pass, dict[str, Any]]:
                              "or a (pass, options) pair")
 
 
+def _check_options(name: str, fn: Pass, options: dict[str, Any]) -> None:
+    """A SpecError naming an option the pass does not take, with the ones it does."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())[1:]  # after the IR
+    except (TypeError, ValueError):  # no signature to read (a builtin): let the call decide
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    known = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in options:
+        if key not in known:
+            raise SpecError(f"pass '{name}' has no option '{shown(key)}'"
+                            f"{did_you_mean(key, known)}",
+                            expected=(f"options of {name}: {', '.join(known)}" if known
+                                      else f"{name} takes no options"))
+
+
 def _run(name: str, fn: Pass, options: dict[str, Any], ir: IR, done: list[str]) -> IR:
     after = f" (after {', '.join(done)})" if done else ""
+    _check_options(name, fn, options)
     token = ACTIVE_PASS.set(name)
     try:
         out = fn(ir, **options)
