@@ -155,16 +155,21 @@ def _version() -> str:
 
 def _load(args: argparse.Namespace):
     """The spec's IR, with the `--pass` passes (if any) applied in order."""
+    return _load_both(args)[1]
+
+
+def _load_both(args: argparse.Namespace):
+    """(the spec's IR as elaborated, the IR after the `--pass` passes)."""
     from nasir.api import load
 
     passes = _passes(getattr(args, "passes", []))  # bad --pass text fails before loading
     ir = load(args.spec, network=args.network, input=args.input,
               import_paths=args.import_path, **_overrides(args.set))
     if not passes:
-        return ir
+        return ir, ir
     from nasir.passes.pipeline import transform
 
-    return transform(ir, passes)
+    return ir, transform(ir, passes)
 
 
 def _passes(texts: list[str]) -> list[tuple[str, dict[str, Any]]]:
@@ -216,22 +221,28 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_stats(args: argparse.Namespace) -> int:
     from nasir.passes.costs import CountingPolicy, count_costs
-    from nasir.report import report_json, report_table
+    from nasir.report import comparison, comparison_lines, report_json, report_table
 
     if args.depth < 0:
         raise SpecError(f"bad --depth {args.depth}", expected="0 (totals only) or more")
     policy = CountingPolicy.parse(args.count)
-    ir = _load(args)
+    original, ir = _load_both(args)
     if policy.condensed:  # rows show the counted (condensed) ops; count_costs condenses too
         from nasir.passes.condense import condensed_form
 
         ir = condensed_form(ir)
     report = count_costs(ir, policy)
+    against = (comparison(count_costs(original, policy), report, ir, args.passes)
+               if args.passes else None)
     if args.json:  # allow_nan=False: never Infinity/NaN, which are not JSON
-        print(json.dumps(report_json(report, ir, per_layer=args.per_layer), indent=2,
-                         allow_nan=False))
+        data = report_json(report, ir, per_layer=args.per_layer)
+        if against is not None:
+            data["against_original"] = against
+        print(json.dumps(data, indent=2, allow_nan=False))
     else:
         print(report_table(report, ir, depth=args.depth, per_layer=args.per_layer))
+        if against is not None:
+            print(comparison_lines(against, report))
     return 0
 
 

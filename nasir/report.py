@@ -230,3 +230,54 @@ def _wrap(text: str, width: int = 100) -> str:
             line = f"{line} {word}".strip()
     lines.append(line)
     return "\n".join(lines)
+
+
+def member_scopes(ir: IR) -> list[str]:
+    """The top-level scopes whose outputs an `ensemble` output combines (net0, net1, ...)."""
+    end = ir.node(ir.output)
+    if end.op != "ensemble":
+        return []
+    scopes = [ir.node(i).scope[:1] for i in end.inputs]
+    return [s[0] for s in scopes if s] if all(scopes) else []
+
+
+def comparison(original: CostReport, report: CostReport, ir: IR, passes: list[str]) -> dict:
+    """The transformed network's params and MACs against the original's, in total and per
+    ensemble member, as ratios (what a pass such as `split` promises: about 1/S each)."""
+    def ratio(new: int, old: int) -> float | None:
+        return round(new / old, 4) if old else None
+
+    before, after = original.total, report.total
+    data: dict[str, Any] = {
+        "passes": passes,
+        "original": {"params": before.params, "macs": before.macs},
+        "params_ratio": ratio(after.params, before.params),
+        "macs_ratio": ratio(after.macs, before.macs),
+        "members": {},
+    }
+    for scope in member_scopes(ir):
+        member = report.scopes[scope]
+        data["members"][scope] = {"params": member.params, "macs": member.macs,
+                                  "params_ratio": ratio(member.params, before.params),
+                                  "macs_ratio": ratio(member.macs, before.macs)}
+    return data
+
+
+def comparison_lines(data: dict, report: CostReport) -> str:
+    """`comparison` as text under the table."""
+    def cell(params: int, macs: int, p: float | None, m: float | None) -> str:
+        def x(r: float | None) -> str:
+            return f"({r:.3f}x)" if r is not None else "(-)"
+
+        return f"{params:>14,} params {x(p):>9}  {macs:>16,} macs {x(m):>9}"
+
+    old = data["original"]
+    lines = [f"against the network before --pass {' --pass '.join(data['passes'])}:",
+             f"  {'original':<10}{old['params']:>14,} params {'':>9}  "
+             f"{old['macs']:>16,} macs",
+             f"  {'result':<10}" + cell(report.total.params, report.total.macs,
+                                        data["params_ratio"], data["macs_ratio"])]
+    for scope, m in data["members"].items():
+        lines.append(f"  {scope:<10}" + cell(m["params"], m["macs"], m["params_ratio"],
+                                              m["macs_ratio"]))
+    return "\n".join(lines)

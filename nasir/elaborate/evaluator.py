@@ -32,6 +32,7 @@ from nasir.ir.graph import IR, Node, Shape
 from nasir.ops import ShapeError, get_op, op_names
 from nasir.parse import ast
 from nasir.parse.loader import Program
+from nasir.passes.split import member_scope
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Numeric labels: `as 0`, like torch's Sequential indices; `0_1` is the name a repeated `0`
@@ -466,7 +467,8 @@ class _Elaborator:
             raise SpecError("split takes one tensor and a count, or a list of view tensors",
                             loc, expected="x >> split(member, 4) or split([v0, v1], member)")
         with self._scope(label, None) if label else nullcontext():
-            outs = [self._apply_stage(member, [view], f"net{i}", loc)
+            # The layout of the `split` pass (nasir.passes.split): members net0.., `ensemble`.
+            outs = [self._apply_stage(member, [view], member_scope(i), loc)
                     for i, view in enumerate(inputs)]
             mode = {"mode": kwargs["mode"]} if "mode" in kwargs else {}
             return self._op_call("ensemble", outs, mode, None, loc)
