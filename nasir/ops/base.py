@@ -102,6 +102,11 @@ class OpDef:
     width_attr: ClassVar[str | None] = None
     channel_attrs: ClassVar[tuple[str, ...]] = ()
     groups_attr: ClassVar[str | None] = None
+    # Whether the op on S tensors stacked along channels equals its S results stacked (bn,
+    # activations, pooling, add, flatten, ...: per-channel ops), and whether it joins its
+    # inputs' channels (concat): what horizontal fusion of an ensemble (`fuse`) relies on.
+    stackable: ClassVar[bool] = False
+    concatenates: ClassVar[bool] = False
 
     def resolve(self, kwargs: dict[str, Any], ins: list[Shape]) -> tuple[str, dict[str, Any]]:
         """Rewrite a call into the op that is stored in the IR (aliases such as dwconv)."""

@@ -20,6 +20,7 @@ class BnAttrs(Attrs):
 @register
 class BatchNorm(OpDef):
     name = "bn"
+    stackable = True
     Attrs = BnAttrs
     positional = ()
     doc = "batch normalization over channels: bn(eps=1e-5, momentum=0.1, affine=true)"
@@ -40,6 +41,7 @@ class _Activation(OpDef):
     torch_cls: str = ""
     per_element: tuple[int, int, int] = (0, 0, 1)
     Attrs = NoAttrs
+    stackable = True
 
     def cost(self, a: NoAttrs, ins: list[Shape], out: Shape) -> Cost:
         n = numel(out)

@@ -55,6 +55,7 @@ class Linear(OpDef):
 @register
 class Flatten(OpDef):
     name = "flatten"
+    stackable = True
     Attrs = NoAttrs
     doc = "CxHxW feature map to a flat vector of C*H*W features"
 

@@ -41,6 +41,7 @@ class Input(OpDef):
 @register
 class Identity(OpDef):
     name = "identity"
+    stackable = True
     Attrs = NoAttrs
     doc = "passes its input through"
 
@@ -55,6 +56,7 @@ class DropoutAttrs(Attrs):
 @register
 class Dropout(OpDef):
     name = "dropout"
+    stackable = True
     Attrs = DropoutAttrs
     positional = ("p",)
     doc = "dropout during training: dropout(p=0.5)"
@@ -72,6 +74,7 @@ class Zero(OpDef):
     """The 'none' op of NAS search spaces: zeros, subsampled by `stride`."""
 
     name = "zero"
+    stackable = True
     Attrs = ZeroAttrs
     positional = ("stride",)
     doc = "zeros of the input's shape, subsampled by stride: zero(stride=1)"
@@ -99,6 +102,7 @@ def _fmt(shape: Shape) -> str:
 @register
 class Add(OpDef):
     name = "add"
+    stackable = True
     Attrs = NoAttrs
     arity = None
     doc = "elementwise sum of two or more tensors of equal shape (also `a + b`)"
@@ -119,6 +123,7 @@ class Mul(OpDef):
     """Elementwise product; the second input may be a Cx1x1 gate (squeeze-and-excitation)."""
 
     name = "mul"
+    stackable = True
     Attrs = NoAttrs
     arity = 2
     doc = "elementwise product, broadcasting a Cx1x1 gate (also `a * b`)"
@@ -140,6 +145,7 @@ class Mul(OpDef):
 @register
 class Concat(OpDef):
     name = "concat"
+    concatenates = True
     Attrs = NoAttrs
     arity = None
     doc = "concatenate along channels, in argument order"

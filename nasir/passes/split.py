@@ -188,24 +188,64 @@ def free_widths(ir: IR) -> Callable[[Node], bool]:
 
 def gcd_unit(ir: IR, count: int, align: int) -> tuple[int, int]:
     """(g, the member's unit): the GCD of the free widths, and g / sqrt(count) rounded to
-    the nearest multiple of `align` (or to the nearest integer, when that multiple is not
-    between 0 and g)."""
-    widths = _widths(ir, free_widths(ir))
+    the nearest multiple of `align` that keeps every group count dividing its widths (or of
+    that group step alone, when the multiple of `align` is not between 0 and g)."""
+    scaled = free_widths(ir)
+    widths = _widths(ir, scaled)
     if not widths:
         raise SpecError("pass 'split': the network has no free channel width to divide "
                         "(only the input's and the classifier's)",
                         expected="a network with convolutions or hidden linear layers")
     g = reduce(math.gcd, widths)
     target = g / math.sqrt(count)
-    unit = round(target / align) * align
-    if not 0 < unit < g:
-        unit = round(target)
-    if unit < 1 or unit >= g:
-        raise SpecError(f"pass 'split': the free channel widths have GCD {g}, too small to "
-                        f"divide by sqrt({count})",
-                        expected="widths with a larger common factor, or by=PARAM to "
-                                 "elaborate the spec again with a smaller width parameter")
-    return g, unit
+    groups = _group_step(ir, scaled, g)
+    for step in (math.lcm(align, groups), groups):
+        unit = round(target / step) * step
+        if 0 < unit < g:
+            return g, unit
+    raise SpecError(f"pass 'split': the free channel widths have GCD {g}, too small to divide "
+                    f"by sqrt({count})" + (f" in steps of {groups} (group counts)"
+                                           if groups > 1 else ""),
+                    expected="widths with a larger common factor, or by=PARAM to elaborate "
+                             "the spec again with a smaller width parameter")
+
+
+def _group_step(ir: IR, scaled: Callable[[Node], bool], g: int) -> int:
+    """The unit must be a multiple of this for every group count (not depthwise) to keep
+    dividing the scaled widths it splits: the input's channels and the layer's width."""
+    step = 1
+    for node in ir.nodes():
+        attr = get_op(node.op).groups_attr
+        if not attr or not node.inputs:
+            continue
+        groups = getattr(node.attrs, attr)
+        source = ir.node(node.inputs[0])
+        if groups == 1 or groups == source.shape[0]:
+            continue
+        widths = [node.shape[0]] if scaled(node) else []
+        if scaled(source) or _reads_scaled(ir, source, scaled):
+            widths.append(source.shape[0])
+        for width in widths:
+            step = math.lcm(step, groups // math.gcd(groups, width // g))
+    return step
+
+
+def _reads_scaled(ir: IR, node: Node, scaled: Callable[[Node], bool]) -> bool:
+    """Whether `node`'s channels scale: it is scaled, or a width-less op on scaled inputs."""
+    seen = set()
+    todo = [node]
+    while todo:
+        current = todo.pop()
+        if current.id in seen or current.op == "input":
+            continue
+        seen.add(current.id)
+        definition = get_op(current.op)
+        if definition.width_attr or definition.channel_attrs:
+            if scaled(current):
+                return True
+            continue
+        todo.extend(ir.node(i) for i in current.inputs)
+    return False
 
 
 def scale_widths(ir: IR, num: int, den: int) -> IR:
