@@ -37,7 +37,40 @@ def is_name(text: str) -> bool:
     return bool(_NAME.fullmatch(text)) and text not in arch_keywords()
 
 
-def to_arch(ir: IR) -> str:
+def to_arch(ir: IR, flat: bool = False) -> str:
+    """`ir` as .arch text: readable (one block per structure, see `to_readable_arch`) when
+    that text elaborates back to an equal IR, else (or with `flat=True`) the flat form."""
+    if not flat:
+        try:
+            text = to_readable_arch(ir)
+        except ValueError:  # a name or value only the flat form handles (or refuses)
+            text = None
+        if text is not None and _reelaborates(text, ir):
+            return text
+    return to_flat_arch(ir)
+
+
+def _reelaborates(text: str, ir: IR) -> bool:
+    import nasir.api  # the front end sits above the backends: import at call time
+    from nasir.errors import SpecError
+
+    try:
+        again = nasir.api.load(text, text=True, network=_network_name(ir.name))
+    except SpecError:
+        return False
+    return again.signature() == ir.signature()
+
+
+def to_readable_arch(ir: IR) -> str:
+    """One `block` per distinct structure of a scope, attributes that differ between its
+    instances lifted into typed parameters (defaulting to their most common value)."""
+    from nasir.backends.arch_blocks import readable_arch
+
+    return readable_arch(ir)
+
+
+def to_flat_arch(ir: IR) -> str:
+    """One statement per node, in nested `scope` statements."""
     printer = _Printer(ir)
     lines = [f"# {_comment(ir.name)}: elaborated by nasir from {_comment(ir.source or 'a spec')}"]
     if ir.params:

@@ -94,13 +94,15 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="collapse scopes deeper than this into single boxes")
     render.add_argument("--force", action="store_true", help="overwrite an existing file")
 
-    printer = _command(sub, "print", "print the elaborated network back as .arch text",
-                       _cmd_print)
+    printer = _command(sub, "print", "print the elaborated network back as .arch text: one "
+                       "block per structure, differing constants as parameters", _cmd_print)
     _spec_args(printer, passes=True)
-
-    trans = _command(sub, "transform", "run passes on a spec and write the result as flat "
-                     ".arch text (no --pass: the elaborated network as is)", _cmd_transform)
+    trans = _command(sub, "transform", "run passes on a spec and write the result as .arch "
+                     "text (no --pass: the elaborated network as is)", _cmd_transform)
     _spec_args(trans, passes=True)
+    for cmd in (printer, trans):
+        cmd.add_argument("--flat", action="store_true",
+                         help="one statement per node in nested scopes, no block definitions")
     trans.add_argument("-o", "--output", required=True, help="the .arch file to write")
     trans.add_argument("--force", action="store_true", help="overwrite an existing file")
 
@@ -269,7 +271,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
 def _cmd_print(args: argparse.Namespace) -> int:
     from nasir.backends.arch_printer import to_arch
 
-    print(to_arch(_load(args)), end="")
+    print(to_arch(_load(args), flat=args.flat), end="")
     return 0
 
 
@@ -278,7 +280,7 @@ def _cmd_transform(args: argparse.Namespace) -> int:
 
     ir = _load(args)
     try:
-        text = to_arch(ir)
+        text = to_arch(ir, flat=args.flat)
     except ValueError as exc:  # a value .arch cannot write, named by the printer
         raise SpecError(f"cannot write {ir.name} as .arch: {exc}") from None
     _write(args.output, text, args.force)

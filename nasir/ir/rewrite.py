@@ -31,6 +31,7 @@ from nasir.ir.graph import IR, Node, Shape, scope_path
 ACTIVE_PASS: contextvars.ContextVar[str | None] = contextvars.ContextVar("nasir_active_pass",
                                                                          default=None)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")  # a NAME, or a numeric label (`as 0`)
 _SAFE_STR = re.compile(r"[A-Za-z0-9_ .,:;+\-*/=<>()\[\]]*")
 _SPLICE_NETWORK = "nasir_splice"
 
@@ -156,7 +157,7 @@ class Transformer:
         ids = [i.id if isinstance(i, Node) else i for i in inputs]
         shapes = [self.out.node(i).shape for i in ids]
         label = label or self.current.name
-        if not (_IDENT.fullmatch(block) and _IDENT.fullmatch(label) and ids
+        if not (_IDENT.fullmatch(block) and _LABEL.fullmatch(label) and ids
                 and all(_IDENT.fullmatch(k) for k in args)):
             raise SpecError(f"pass '{self.name}' splices {shown(block)} with a bad name, "
                             "label or parameter, or without inputs",
