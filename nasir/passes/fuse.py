@@ -81,10 +81,10 @@ class Fuse(Transformer):
 
     def visit(self, node: Node) -> Node | None:
         scope = node.scope[:1]
-        if node.op == "input" or (not scope and node.id != self.end.id):
-            return self.copy(node)
         if node.id == self.end.id:
             return self._ensemble(node)
+        if not scope or scope[0] not in self.members:  # before the members: as it is
+            return self.copy(node)
         if scope[0] != self.members[0]:
             return None  # other members: fused into member 0's nodes
         return self._fused(node)
@@ -170,10 +170,6 @@ class Fuse(Transformer):
             raise SpecError("pass 'fuse': the members' outputs are not their own", node.loc)
         views = [self._member_view(logits, m, f"member{m}", ()) for m in range(self.count)]
         return self.emit(node.op, node.attrs.model_dump(), views, node.name, scope=())
-
-    def inputs(self, node: Node) -> list[str]:
-        """Inputs of a member-0 node, in the new IR (other members' inputs are never read)."""
-        return [self._env[i] for i in node.inputs]
 
 
 @register_pass("fuse")
