@@ -70,7 +70,7 @@ def test_resnet18_matches_addernet_table_2_cnn_multiplications_of_1_8g():
 
 def test_resnet50_bottleneck_puts_the_stride_on_the_3x3_conv_as_torchvision_v1_5():
     ir = nasir.load("resnet50")
-    conv1, conv2, conv3 = (ir.node(f"layer2/block0/conv{i}") for i in (1, 2, 3))
+    conv1, conv2, conv3 = (ir.node(f"layer2/0/conv{i}") for i in (1, 2, 3))
     assert (conv1.attrs.kernel, conv1.attrs.stride) == (1, 1)
     assert (conv2.attrs.kernel, conv2.attrs.stride) == (3, 2)
     assert conv3.shape == (512, 28, 28)

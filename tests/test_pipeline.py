@@ -200,7 +200,8 @@ def test_the_examples_in_docs_passes_md_run(tmp_path: Path) -> None:
     try:
         namespace = runpy.run_path(str(script))
     finally:
-        unregister_pass("relu6")
-        unregister_pass("ghost_1x1")
+        for name in ("relu6", "ghost_1x1", "avgpool"):
+            unregister_pass(name)
     assert "relu6" in {n.op for n in namespace["out"]}
     assert any(n.made_by == "ghost_1x1" for n in namespace["ghosted"])
+    assert callable(namespace["test_avgpool_obeys_the_laws"])

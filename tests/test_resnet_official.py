@@ -8,10 +8,9 @@ BN when the shape changes; global average pooling and `fc`. The CIFAR ResNet-20 
 layout of the widely used PyTorch reference (akamaster/pytorch_resnet_cifar10, `resnet.py`) with
 its option-B shortcut (1x1 conv with the stride + BN), which specs/resnet_cifar.arch chooses:
 3x3 stem with 16 filters, three stages of n = 3 `BasicBlock`s of 16, 32, 64 filters, global
-average pooling and `linear`. Module names are the references'; they are translated to nasir's
-(`layerN.J` -> `layerN.blockJ`, `downsample.0/1` -> `downsample.conv/bn`, `fc` ->
-`classifier.fc`; CIFAR: `layerN.J` -> `stageN.block{J+1}`, `shortcut` -> `downsample`,
-`linear` -> `classifier.fc`), and the translation is checked one to one with equal shapes.
+average pooling and `linear`. nasir's ResNets carry torchvision's module names, so the
+ImageNet weights copy by name as they are; the CIFAR reference's `shortcut` and `linear` are
+nasir's `downsample` and `fc`; the copy is checked one to one with equal shapes.
 """
 
 from __future__ import annotations
@@ -120,18 +119,15 @@ class CifarResNet(nn.Module):
 
 
 def imagenet_name(official: str) -> str:
-    official = re.sub(r"^(layer\d)\.(\d+)\.", r"\1.block\2.", official)
-    official = re.sub(r"\.downsample\.0\.", ".downsample.conv.", official)
-    official = re.sub(r"\.downsample\.1\.", ".downsample.bn.", official)
-    return re.sub(r"^fc\.", "classifier.fc.", official)
+    """nasir's resnet50 has torchvision's parameter names."""
+    return official
 
 
 def cifar_name(official: str) -> str:
-    official = re.sub(r"^layer(\d)\.(\d+)\.",
-                      lambda m: f"stage{m[1]}.block{int(m[2]) + 1}.", official)
-    official = re.sub(r"\.shortcut\.0\.", ".downsample.conv.", official)
-    official = re.sub(r"\.shortcut\.1\.", ".downsample.bn.", official)
-    return re.sub(r"^linear\.", "classifier.fc.", official)
+    """The reference's `shortcut` and `linear` are nasir's (and torchvision's) `downsample`
+    and `fc`."""
+    official = re.sub(r"\.shortcut\.", ".downsample.", official)
+    return re.sub(r"^linear\.", "fc.", official)
 
 
 def test_resnet50_equals_torchvision_v1_5() -> None:
@@ -155,7 +151,7 @@ def test_resnet50_equals_torchvision_v1_5() -> None:
     finally:
         Bottleneck.stride_on_3x3 = True
     with torch.no_grad():
-        ours.get_parameter("layer3.block2.conv2.weight")[0, 0, 1, 1] += 1.0
+        ours.get_parameter("layer3.2.conv2.weight")[0, 0, 1, 1] += 1.0
     assert max_abs_diff(ours, reference, x)[0] > 100 * max(small, 1e-6)
 
 
@@ -170,5 +166,5 @@ def test_cifar_resnet20_equals_the_option_b_reference() -> None:
     print(f"CIFAR ResNet-20 at 2x3x32x32: max |diff| {diff:.3g} (logits up to {scale:.3g})")
     assert diff <= 1e-4 * max(1.0, scale)
     with torch.no_grad():
-        ours.get_parameter("stage2.block1.downsample.conv.weight")[0, 0] += 1.0
+        ours.get_parameter("layer2.0.downsample.0.weight")[0, 0] += 1.0
     assert max_abs_diff(ours, reference, x)[0] > 100 * max(diff, 1e-6)

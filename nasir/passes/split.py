@@ -73,7 +73,7 @@ def ensemble_of(member: IR, count: int, mode: str = "mean", name: str | None = N
             if node.op == "input":
                 continue
             rename[node.id] = scope_path([prefix], node.id)
-            out.add(replace(node, id=rename[node.id],
+            out.add(replace(node, id=rename[node.id], made_by="split",
                             inputs=tuple(rename[i] for i in node.inputs)))
         outputs.append(rename[member.output])
     attrs = get_op("ensemble").Attrs(mode=mode)

@@ -12,7 +12,13 @@
   every shape rule holds; the input stays small so real forward passes are cheap.
   Each text imports `std.arch` and defines two small blocks (`unit`, `residual`) before
   the network; `networks(max_stages=6, max_width=12, name="random_net")` tunes its size.
+  `networks(stages=..., heads=...)` picks the stage kinds (`STAGES`; the defaults are
+  `DEFAULT_STAGES`) and how the network ends (`HEADS`: `classifier`, `split` ensembles,
+  CondenseNet's `condensing` classifier).
 - `irs()`: `networks()` loaded into shape-checked IR with `nasir.load(text, text=True)`.
+- `pass_networks()`, `pass_irs()`: the same over every stage kind and head, adding learned
+  group convs, channel shuffles, `split(member, S)` ensembles and condensing classifiers:
+  the strategies to test a pass on (see `nasir.testing.passes` and docs/passes.md).
 
     from hypothesis import given
     from nasir.testing.strategies import irs
@@ -172,35 +178,95 @@ def _se_gate(draw: st.DrawFn, b: _Builder, max_width: int) -> None:
            f" >> conv({b.c}, 1, bias=true) >> sigmoid)")
 
 
+def _learned_group_conv(draw: st.DrawFn, b: _Builder, max_width: int) -> None:
+    """CondenseNet's pre-activated learned group 1x1 conv: G and C divide the input channels."""
+    groups = draw(st.sampled_from(divisors(b.c)[::-1]))
+    condense = draw(st.sampled_from(divisors(b.c)[::-1]))
+    out = groups * draw(st.integers(1, max(1, max_width // groups)))
+    b.emit(f"y = y >> bn >> relu >> learned_group_conv({out}, {groups}, {condense})")
+    b.c = out
+
+
+def _shuffle(draw: st.DrawFn, b: _Builder, max_width: int) -> None:
+    groups = draw(st.sampled_from(divisors(b.c)[::-1]))
+    b.emit(f"y = y >> channel_shuffle({groups})")
+
+
 # One flat list, so every kind of stage is equally likely to be drawn.
 _STAGES = [_conv, _unit_block, _dwconv, _sepconv_block, _pool, _residual_block, _residual_add,
            _concat, _slice, _se_block, _se_gate]
+_STAGE_BY_NAME = {
+    "conv": _conv, "unit": _unit_block, "dwconv": _dwconv, "sepconv": _sepconv_block,
+    "pool": _pool, "residual_block": _residual_block, "residual_add": _residual_add,
+    "concat": _concat, "slice": _slice, "se_block": _se_block, "se_gate": _se_gate,
+    "learned_group_conv": _learned_group_conv, "shuffle": _shuffle,
+}
+DEFAULT_STAGES = tuple(name for name, fn in _STAGE_BY_NAME.items() if fn in _STAGES)
+"""The stage kinds `networks()` draws by default."""
+STAGES = tuple(_STAGE_BY_NAME)
+"""Every stage kind: the defaults plus `learned_group_conv` (pre-activated, CondenseNet) and
+`shuffle` (ShuffleNet's channel_shuffle)."""
+HEADS = ("classifier", "split", "condensing")
+"""How a network can end: std.arch's `classifier`; `split(member, S, mode)`, an ensemble of
+S small members (SplitNet); a CondenseNet `condensing_linear` classifier."""
+
+_MEMBER_BLOCK = '''
+block member_net(x, width: int, classes: int) {
+    "One ensemble member: conv-bn-relu and the standard classifier."
+    return x >> conv(width, 3) as conv >> bn as bn >> relu >> classifier(classes)
+}
+'''
+
+
+def _head(draw: st.DrawFn, b: _Builder, head: str, classes: int, dropout: str,
+          max_width: int) -> str:
+    """The return statement for `head`, and any extra block it needs (appended to blocks)."""
+    if head == "split":
+        members, width = draw(st.integers(2, 3)), _width(draw, max_width)
+        mode = draw(st.sampled_from(["mean", "softmax_mean", "max", "softmax_max"]))
+        b.emit(f"member = member_net({width}, {classes})")
+        b.emit(f'return y >> split(member, {members}, mode="{mode}")')
+        return _MEMBER_BLOCK
+    if head == "condensing":
+        keep = draw(st.sampled_from([k for k in (0.25, 0.5, 1.0) if int(b.c * k) >= 1]))
+        b.emit(f"return y >> gap >> flatten >> condensing_linear({classes}, keep={keep})")
+        return ""
+    b.emit(f"return y >> classifier({classes}{dropout})")
+    return ""
 
 
 @st.composite
 def networks(draw: st.DrawFn, max_stages: int = 6, max_width: int = 12,
-             name: str = "random_net") -> str:
-    """The text of a random valid .arch spec with one network called `name`."""
+             name: str = "random_net", stages: tuple[str, ...] = DEFAULT_STAGES,
+             heads: tuple[str, ...] = ("classifier",)) -> str:
+    """The text of a random valid .arch spec with one network called `name`, drawing its
+    stages from the kinds named in `stages` (see STAGES) and its end from `heads` (HEADS)."""
+    unknown = sorted(set(stages) - set(STAGES)) + sorted(set(heads) - set(HEADS))
+    if unknown or not stages or not heads:
+        raise ValueError(f"unknown or no stage kinds/heads {unknown}: "
+                         f"stages are {', '.join(STAGES)}; heads are {', '.join(HEADS)}")
+    kinds = [_STAGE_BY_NAME[kind] for kind in stages]
     c, h, w = draw(feature_shapes(max_channels=4, min_size=4, max_size=12))
     b = _Builder(c, h, w)
     b.emit(f"input x: {c}x{h}x{w}")
     b.c = _width(draw, max_width)
     b.emit(f"y = x >> conv({b.c}, 3) as stem >> bn >> relu")
-    stages = draw(st.lists(st.sampled_from(_STAGES), min_size=2, max_size=max_stages))
+    drawn = draw(st.lists(st.sampled_from(kinds), min_size=2, max_size=max_stages))
     scoped = draw(st.booleans())
-    for i, stage in enumerate(stages):
+    for i, stage in enumerate(drawn):
         if scoped and i % 2 == 0:
             b.emit(f"scope stage{i // 2 + 1} {{")
             b.indent += 1
         stage(draw, b, max_width)
-        if scoped and (i % 2 == 1 or i == len(stages) - 1):
+        if scoped and (i % 2 == 1 or i == len(drawn) - 1):
             b.indent -= 1
             b.emit("}")
     classes = draw(st.integers(1, 10))
     dropout = draw(st.sampled_from(["", ", dropout=0.2"]))
-    b.emit(f"return y >> classifier({classes}{dropout})")
+    head = draw(st.sampled_from(heads)) if len(heads) > 1 else heads[0]
+    blocks = _BLOCKS + _head(draw, b, head, classes, dropout, max_width)
     body = "\n".join(b.lines)
-    return f'import "std.arch"\n{_BLOCKS}\nnetwork {name}() {{\n{body}\n}}\n'
+    return f'import "std.arch"\n{blocks}\nnetwork {name}() {{\n{body}\n}}\n'
 
 
 def irs(**kwargs: Any) -> st.SearchStrategy[IR]:
@@ -208,3 +274,17 @@ def irs(**kwargs: Any) -> st.SearchStrategy[IR]:
     import nasir
 
     return networks(**kwargs).map(lambda text: nasir.load(text, text=True))
+
+
+def pass_networks(**kwargs: Any) -> st.SearchStrategy[str]:
+    """`networks()` over every stage kind and head (STAGES, HEADS): what a pass should be
+    tested on (learned group convs, channel shuffles, ensembles and condensing classifiers
+    besides everything `networks()` draws)."""
+    return networks(**{"stages": STAGES, "heads": HEADS, **kwargs})
+
+
+def pass_irs(**kwargs: Any) -> st.SearchStrategy[IR]:
+    """Shape-checked IR of `pass_networks(**kwargs)`."""
+    import nasir
+
+    return pass_networks(**kwargs).map(lambda text: nasir.load(text, text=True))
