@@ -134,7 +134,7 @@ def test_a_larger_input_scales_conv_macs_by_the_pixel_count(capsys) -> None:
 def test_per_layer_lists_every_node(capsys) -> None:
     status, out, _ = run_main(capsys, "stats", "resnet20", "--per-layer")
     assert status == 0
-    assert "stage3/block3/conv2" in out
+    assert "layer3/2/conv2" in out
     rows = stats_json(capsys, "resnet20", "--per-layer")["layers"]
     assert len(rows) == len(nasir.load("resnet20"))
     assert sum(r["params"] for r in rows) == RESNET20_PARAMS

@@ -53,7 +53,7 @@ def test_bad_options_are_clear_errors(options: dict) -> None:
 
 
 def test_first_conv_and_classifier_are_defined_by_free_paths() -> None:
-    assert protected_layers(nasir.load("resnet20"), True, True) == {"conv1", "classifier/fc"}
+    assert protected_layers(nasir.load("resnet20"), True, True) == {"conv1", "fc"}
     # addernet's classifier is a 1x1 conv followed by BN and flatten
     assert protected_layers(nasir.load("addernet20"), True, True) == {"conv1", "fc"}
     assert protected_layers(nasir.load("addernet20"), False, False) == set()
@@ -101,5 +101,5 @@ def test_ghost_resnet50_against_the_paper() -> None:
     assert total.params == expected
     # The 1.0M gap is half of the 2.05M-parameter fc: the paper's count is consistent with
     # ghosting the classifier too (as a 1x1 conv), which nasir keeps by default.
-    fc = count_costs(resnet50).nodes["classifier/fc"].params
+    fc = count_costs(resnet50).nodes["fc"].params
     assert round((total.params - fc / 2) / 1e6, 1) == 13.0

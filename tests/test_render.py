@@ -30,7 +30,7 @@ needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot
 
 def test_dot_source_has_a_cluster_per_block_and_costs_on_nodes():
     source = render(nasir.load("resnet20"), fmt="dot").decode()
-    assert "cluster_n_stage1__block1" in source
+    assert "cluster_n_layer1__0" in source
     assert "block basic" in source
     assert "432 params, 442.37K MACs" in source  # conv1: 16*3*3*3 weights, 32*32*432 MACs
 
@@ -38,16 +38,16 @@ def test_dot_source_has_a_cluster_per_block_and_costs_on_nodes():
 def test_depth_collapses_deeper_scopes_into_single_boxes():
     full = render(nasir.load("resnet20"), fmt="dot").decode()
     shallow = render(nasir.load("resnet20"), fmt="dot", depth=1).decode()
-    assert "stage1__block1__conv1" in full
-    assert "stage1__block1__conv1" not in shallow
-    assert "n_stage1__block1 [label=" in shallow
+    assert "layer1__0__conv1" in full
+    assert "layer1__0__conv1" not in shallow
+    assert "n_layer1__0 [label=" in shallow
 
 
 @needs_dot
 def test_svg_is_produced_and_names_the_blocks(tmp_path):
     svg = render(nasir.load("resnet20"), fmt="svg").decode()
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
-    assert "stage2" in svg and "block basic" in svg
+    assert "layer2" in svg and "block basic" in svg
 
 
 def test_unknown_format_is_a_user_error():

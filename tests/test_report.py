@@ -122,10 +122,10 @@ def test_resnet50_depth_3_breaks_block0_into_self_and_downsample(capsys) -> None
     assert total[:2] == [RESNET50_PARAMS, RESNET50_MACS]
     assert column_sums(rows) == total
     names = [name for name, _, _ in rows]
-    assert names[:10] == ["x", "conv1", "bn1", "relu", "maxpool", "layer1", "  block0",
-                          "    (self)", "    downsample", "  block1"]
-    assert names[-1] == "classifier"
-    assert len(rows) == 5 + 4 * 3 + (3 + 4 + 6 + 3) + 1  # stem, 4 x (stage, self, ds), blocks
+    assert names[:10] == ["x", "conv1", "bn1", "relu", "maxpool", "layer1", "  0",
+                          "    (self)", "    downsample", "  1"]
+    assert names[-3:] == ["avgpool", "flatten", "fc"]
+    assert len(rows) == 5 + 4 * 3 + (3 + 4 + 6 + 3) + 3  # stem, 4 x (stage, self, ds), blocks
     by_name = {}
     stage = ""
     for name, summed, numbers in rows:
@@ -136,12 +136,12 @@ def test_resnet50_depth_3_breaks_block0_into_self_and_downsample(capsys) -> None
         downsample = inplanes * planes * 4 + 2 * planes * 4  # 1x1 conv + BN affine
         first = (inplanes * planes + 9 * planes * planes + planes * planes * 4
                  + 2 * (planes + planes + planes * 4) + downsample)
-        assert by_name[layer][0] is False and by_name[f"{layer}/block0"][0] is False
-        assert by_name[f"{layer}/block0"][1][0] == first
+        assert by_name[layer][0] is False and by_name[f"{layer}/0"][0] is False
+        assert by_name[f"{layer}/0"][1][0] == first
         assert by_name[f"{layer}/downsample"][0] is True
         assert by_name[f"{layer}/downsample"][1][0] == downsample
         assert by_name[f"{layer}/(self)"][1][0] == first - downsample
-        assert by_name[f"{layer}/block{blocks - 1}"][0] is True
+        assert by_name[f"{layer}/{blocks - 1}"][0] is True
     assert "[bracketed] rows are subtotals" in out
 
 
@@ -150,8 +150,8 @@ def test_resnet20_depth_1_keeps_the_readme_rows_and_adds_the_input(capsys) -> No
     activations column add up too (the input's 3x32x32 values are in the total)."""
     out = stats(capsys, "resnet20")
     rows, total = parse_table(out)
-    assert [name for name, _, _ in rows] == ["x", "conv1", "bn1", "relu", "stage1", "stage2",
-                                             "stage3", "classifier"]
+    assert [name for name, _, _ in rows] == ["x", "conv1", "bn1", "relu", "layer1", "layer2",
+                                             "layer3", "avgpool", "flatten", "fc"]
     assert rows[0] == ("x", True, [0, 0, 0, 0, 0, 3 * 32 * 32])
     assert total[:2] == [RESNET20_PARAMS, RESNET20_MACS]
     assert column_sums(rows) == total
@@ -166,9 +166,8 @@ def test_resnet20_depth_1_keeps_the_readme_rows_and_adds_the_input(capsys) -> No
 
 def test_depth_2_lists_blocks_under_their_stage(capsys) -> None:
     rows, total = parse_table(stats(capsys, "resnet20", "--depth", "2"))
-    assert [n for n, _, _ in rows][4:9] == ["stage1", "  block1", "  block2", "  block3",
-                                            "stage2"]
-    assert [s for n, s, _ in rows if n.startswith("stage")] == [False] * 3
+    assert [n for n, _, _ in rows][4:9] == ["layer1", "  0", "  1", "  2", "layer2"]
+    assert [s for n, s, _ in rows if n.startswith("layer")] == [False] * 3
     assert column_sums(rows) == total
 
 
@@ -183,7 +182,7 @@ def test_depth_0_prints_totals_only_and_a_negative_depth_is_an_error(capsys) -> 
 def test_per_layer_rows_are_node_ids_that_add_up(capsys) -> None:
     rows, total = parse_table(stats(capsys, "resnet20", "--per-layer"))
     assert len(rows) == len(nasir.load("resnet20"))
-    assert "stage3/block3/conv2" in [n for n, _, _ in rows]
+    assert "layer3/2/conv2" in [n for n, _, _ in rows]
     assert column_sums(rows) == total
 
 

@@ -54,11 +54,13 @@ def protected_layers(ir: IR, keep_first: bool, keep_last: bool) -> set[str]:
     return kept
 
 
-def _check_int(name: str, value: object, low: int, high: int, limit: str) -> int:
+def check_int(pass_name: str, name: str, value: object, bounds: tuple[int, int], limit: str,
+              expected: str) -> int:
+    """`value` if it is an int within `bounds`, else a SpecError naming the limit."""
+    low, high = bounds
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SpecError(f"pass 'ghost': option {name}={shown(repr(value))} is not an integer "
-                        f"from {low} to {high} (the limit {limit})",
-                        expected="ghost:ratio=2,dw=3 (ratio >= 2, dw an odd kernel >= 1)")
+        raise SpecError(f"pass '{pass_name}': option {name}={shown(repr(value))} is not an "
+                        f"integer from {low} to {high} (the limit {limit})", expected=expected)
     return value
 
 
@@ -97,8 +99,10 @@ def ghost(ir: IR, ratio: int = 2, dw: int = 3, keep_first: bool = True,
     """Contract: every plain conv (groups=1, dilation=1, "same" pad; not the first conv or the
     classifier unless keep_first/keep_last are false; not one this pass made) becomes a Ghost
     module of the same width and stride, without ReLU; the conv's own BN/ReLU after it stay."""
-    ratio = _check_int("ratio", ratio, 2, MAX_GHOST_RATIO, "MAX_GHOST_RATIO")
-    dw = _check_int("dw", dw, 1, MAX_GHOST_KERNEL, "MAX_GHOST_KERNEL")
+    expected = "ghost:ratio=2,dw=3 (ratio >= 2, dw an odd kernel >= 1)"
+    ratio = check_int("ghost", "ratio", ratio, (2, MAX_GHOST_RATIO), "MAX_GHOST_RATIO",
+                      expected)
+    dw = check_int("ghost", "dw", dw, (1, MAX_GHOST_KERNEL), "MAX_GHOST_KERNEL", expected)
     check_flags("ghost", keep_first=keep_first, keep_last=keep_last)
     if dw % 2 == 0:
         raise SpecError(f"pass 'ghost': option dw={dw} is even; the cheap depthwise conv "

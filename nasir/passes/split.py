@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from nasir.errors import SpecError, shown
 from nasir.ir.graph import IR, Node, scope_path
 from nasir.ops import ShapeError, get_op
-from nasir.passes.ghost import check_flags, protected_layers
+from nasir.passes.ghost import check_flags, check_int, protected_layers
 from nasir.passes.pipeline import register_pass
 
 MAX_SPLIT = 64  # members; the paper divides into 2, 4 or 8
@@ -373,22 +373,15 @@ def divide_by_param(ir: IR, member_of: Callable[[IR], tuple[IR, str]], param: st
     return member_of(again)
 
 
-def _check(name: str, value: object, low: int, high: int, limit: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SpecError(f"pass 'split': option {name}={shown(repr(value))} is not an integer "
-                        f"from {low} to {high} (the limit {limit})",
-                        expected="split:S=4 (or split:S=2,by=widen, split:S=4,groups=true)")
-    return value
-
-
 @register_pass("split")
 def split(ir: IR, S: int = 2, by: str | None = None, groups: bool = False, align: int = 4,
           mode: str | None = None) -> IR:
     """Contract: an ensemble of S members in scopes net0..net{S-1}, each the network with its
     free widths divided (GCD rule / by=PARAM / groups=true), all reading the network's
     inputs, combined by `ensemble(mode)` (default mean, or the one-member ensemble's mode)."""
-    count = _check("S", S, 2, MAX_SPLIT, "MAX_SPLIT")
-    align = _check("align", align, 1, MAX_ALIGN, "MAX_ALIGN")
+    expected = "split:S=4 (or split:S=2,by=widen, split:S=4,groups=true)"
+    count = check_int("split", "S", S, (2, MAX_SPLIT), "MAX_SPLIT", expected)
+    align = check_int("split", "align", align, (1, MAX_ALIGN), "MAX_ALIGN", expected)
     check_flags("split", groups=groups)
     if by is not None and groups:
         raise SpecError("pass 'split': by= and groups=true are two different rules",
