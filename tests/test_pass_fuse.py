@@ -42,7 +42,7 @@ def assert_same_function(ir: IR, tolerance: float = 1e-5) -> None:
 
 def test_fixture_is_the_hand_written_fused_network() -> None:
     out = nasir.transform(load_pass_fixture("fuse_small.arch"), ["fuse"])
-    assert out.signature() == load_pass_fixture("fuse_small.fused.arch").signature()
+    assert out.signature() == load_pass_fixture("fuse_small.fuse.arch").signature()
     assert {n.made_by for n in out.nodes() if n.op != "input"} == {"fuse"}
 
 

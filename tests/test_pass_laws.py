@@ -88,7 +88,7 @@ def test_fixture_pair(before: str, expected: str, step: str) -> None:
 
 def test_the_fixture_pairs_are_found() -> None:
     steps = {step for _, _, step in fixture_pairs()}
-    assert {"ghost", "adder", "condense"} <= steps
+    assert {"ghost", "adder", "condense", "split", "fuse"} <= steps
 
 
 @LAWS_SETTINGS

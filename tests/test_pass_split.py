@@ -35,7 +35,7 @@ def without_prefix(ir: IR, prefix: str) -> list[tuple]:
 
 def test_fixture_is_the_hand_written_split_construct() -> None:
     out = nasir.transform(load_pass_fixture("small.arch"), ["split:S=2"])
-    assert out.signature() == load_pass_fixture("split_small.arch").signature()
+    assert out.signature() == load_pass_fixture("small.split.arch").signature()
     assert out.node(out.output).made_by == "split"
 
 
