@@ -30,7 +30,7 @@ from nasir.backends.arch_printer import (
 from nasir.backends.program import ScopeProgram, scope_program
 from nasir.ir.graph import IR, Node
 from nasir.ops import get_op
-from nasir.parse.parser import arch_literal
+from nasir.parse.parser import arch_literal, quote_string
 
 _TYPES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", tuple: "list"}
 
@@ -302,20 +302,49 @@ class _Body:
 
     def _steps(self, prog: ScopeProgram, indent: int) -> list[str]:
         pad = "    " * indent
-        lines = []
+        lines: list[str] = []
+        run: list[_Call] = []  # consecutive chained calls that may become one loop
         for step in prog.steps:
+            called = None
+            if step.kind == "scope":
+                child = prog.children[step.child]
+                called = next((c for c in self.scope.calls if c.prog is child), None)
+            if called is not None:
+                call = self._call(called, step.child)
+                if run and not run[-1].continued_by(call):
+                    lines += self._flush(run, pad)
+                    run = []
+                run.append(call)
+                continue
+            lines += self._flush(run, pad)
+            run = []
             if step.kind != "scope":
                 lines.append(pad + self._node(step.node))
-                continue
-            child = prog.children[step.child]
-            called = next((c for c in self.scope.calls if c.prog is child), None)
-            if called is None:
-                lines.append(pad + f"scope {_label(step.child)} {{")
-                lines += self._steps(child, indent + 1)
-                lines.append(pad + "}")
             else:
-                lines.append(pad + self._call(called, step.child))
-        return lines
+                lines.append(pad + f"scope {_label(step.child)} {{")
+                lines += self._steps(prog.children[step.child], indent + 1)
+                lines.append(pad + "}")
+        return lines + self._flush(run, pad)
+
+    def _flush(self, run: list[_Call], pad: str) -> list[str]:
+        """The calls of `run`: a `for` loop when three or more chain with numbered labels."""
+        if len(run) < 3:
+            lines = []
+            for call in run:
+                var = _fresh(_var_name(call.label), self.taken)
+                self.var[call.output] = var
+                lines.append(pad + call.text(var, [self.var[i] for i in call.inputs],
+                                             _label(call.label)))
+            return lines
+        var = _fresh("y", self.taken)
+        index = _fresh("i", self.taken)
+        prefix, first = _numbered(run[0].label)
+        label = f"({index})" if not prefix else f"({quote_string(prefix)} + str({index}))"
+        self.var[run[-1].output] = var
+        return [pad + f"{var} = {self.var[run[0].inputs[0]]}",
+                pad + f"for {index} in range({first}, {first + len(run)}) {{",
+                pad + "    " + run[0].text(var, [var], label),
+                pad + "}"]
 
     def _node(self, node: Node) -> str:
         if node.op == "input":
@@ -344,9 +373,9 @@ class _Body:
         self.var[node.id] = var
         return f"{var} = {node.op}({', '.join(args)}) as {_label(node.name)}"
 
-    def _call(self, called: _Scope, label: str) -> str:
+    def _call(self, called: _Scope, label: str) -> _Call:
         group = called.group
-        args = [self.var[i] for i in called.prog.inputs]
+        args = []
         for name, default in zip(group.param_names, group.defaults, strict=True):
             position = self.call_position
             self.call_position += 1
@@ -354,6 +383,33 @@ class _Body:
                 args.append(f"{name}={self.param_at[position]}")
             elif _literal(self.values[position]) != _literal(default):
                 args.append(f"{name}={_literal(self.values[position])}")
-        var = _fresh(_var_name(label), self.taken)
-        self.var[called.prog.outputs[0]] = var
-        return f"{var} = {group.name}({', '.join(args)}) as {_label(label)}"
+        return _Call(group.name, args, list(called.prog.inputs), called.prog.outputs[0], label)
+
+
+@dataclass
+class _Call:
+    """A block call before it is written: alone, or as one turn of a loop."""
+
+    block: str
+    args: list[str]
+    inputs: list[str]
+    output: str
+    label: str
+
+    def text(self, var: str, inputs: list[str], label: str) -> str:
+        return f"{var} = {self.block}({', '.join([*inputs, *self.args])}) as {label}"
+
+    def continued_by(self, other: _Call) -> bool:
+        """Whether `other` is the next turn of a loop ending with this call."""
+        mine, theirs = _numbered(self.label), _numbered(other.label)
+        return (mine is not None and theirs is not None and mine[0] == theirs[0]
+                and theirs[1] == mine[1] + 1 and (self.block, self.args) == (other.block,
+                                                                            other.args)
+                and len(self.inputs) == 1 and other.inputs == [self.output])
+
+
+def _numbered(label: str) -> tuple[str, int] | None:
+    """("block", 3) for `block3`, ("", 0) for `0`; None for a label without a number (or
+    with a leading zero, which str(i) would not write)."""
+    match = re.fullmatch(r"([A-Za-z_]*)(0|[1-9][0-9]{0,8})", label)
+    return (match[1], int(match[2])) if match else None

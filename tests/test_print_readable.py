@@ -55,8 +55,9 @@ def test_one_block_per_structure_with_the_differing_widths_as_parameters() -> No
     assert sorted(blocks) == ["basic", "basic_2", "projection"]
     # both convs of a block always have the same width: one parameter
     assert "block basic(x, conv1_out: int = 16) {" in text
+    # layer1's three identical blocks are one loop; layer2 and layer3 write their three
     calls = re.findall(r"= (basic|basic_2)\(", text)
-    assert len(calls) == 9
+    assert len(calls) == 7 and "for i in range(0, 3) {" in text
     # every node is written once per structure, not once per instance
     assert len(text.splitlines()) < len(to_flat_arch(ir).splitlines()) * 0.6
 
@@ -85,3 +86,13 @@ def test_to_arch_prints_the_flat_form_when_the_block_form_does_not_elaborate_bac
     wrong = to_readable_arch(ir).replace("conv(x, 16, 3) as conv1", "conv(x, 17, 3) as conv1")
     monkeypatch.setattr(printer, "to_readable_arch", lambda _: wrong)
     assert to_arch(ir) == to_flat_arch(ir)
+
+
+def test_chained_instances_with_numbered_labels_become_a_loop() -> None:
+    ir = nasir.load("resnet110")  # 18 blocks a stage, labelled 0..17
+    text = to_readable_arch(ir)
+    assert "for i in range(0, 18) {" in text
+    assert "            y = basic(y) as (i)" in text
+    assert len(re.findall(r"^\s+for \w+ in range\(", text, flags=re.M)) == 3
+    assert len(text.splitlines()) < 70  # the flat form has one line per node: 600+
+    assert reelaborated(text).signature() == ir.signature()
