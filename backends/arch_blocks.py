@@ -65,13 +65,14 @@ def readable_arch(ir: IR) -> str:
     root = _analyze(scope_program(ir), ir, root=True, context=None)
     groups = _group(root)
     taken = _reserved(ir)
-    for group in sorted(groups.values(), key=lambda g: g.members[0].depth):
+    ordered = sorted(groups.values(), key=lambda g: g.members[0].depth)  # callees first
+    for group in ordered:
         _lift(group, taken)
     lines = [f"# {_comment(ir.name)}: elaborated by nasir from {_comment(ir.source or 'a spec')}"]
     if ir.params:
         params = ", ".join(f"{k}={_comment_value(v)}" for k, v in ir.params.items())
         lines.append(f"# parameters: {_comment(params)}")
-    for group in sorted(groups.values(), key=lambda g: g.members[0].depth):
+    for group in ordered:
         lines += ["", *_definition(group, ir)]
     lines += ["", f"network {_network_name(ir.name)}() {{"]
     body, output = _Body(ir, root, None).render()
@@ -111,7 +112,7 @@ def _walk(prog: ScopeProgram, ir: IR, owner: _Scope, scope: _Scope) -> tuple:
                 items.append(("call", step.child, child.key,
                               tuple(_rel(i, base, inputs) for i in child.prog.inputs)))
             else:
-                items.append(("scope", step.child, child.key or _walk_key(child)))
+                items.append(("scope", step.child, child.key))
             continue
         node = step.node
         attrs = [(k, v) for k, v in node.attrs.model_dump().items() if v is not None]
@@ -123,10 +124,6 @@ def _walk(prog: ScopeProgram, ir: IR, owner: _Scope, scope: _Scope) -> tuple:
     if scope is not owner:
         scope.key = tuple(items)
     return tuple(items)
-
-
-def _walk_key(child: _Scope) -> tuple:
-    return child.key
 
 
 def _rel(node_id: str, base: str, inputs: tuple[str, ...]) -> tuple:

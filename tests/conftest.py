@@ -58,9 +58,9 @@ PASS_FIXTURES = Path(__file__).parent / "fixtures" / "passes"
 
 def load_pass_fixture(name: str):
     """A fixture spec of tests/fixtures/passes (input or expected output of a pass) as IR."""
-    import nasir
+    from nasir.testing.passes import load_spec
 
-    return nasir.load((PASS_FIXTURES / name).read_text(), text=True)
+    return load_spec(PASS_FIXTURES / name)
 
 
 def op_counts(ir) -> Counter:

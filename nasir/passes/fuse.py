@@ -89,14 +89,10 @@ class Fuse(Transformer):
             return None  # other members: fused into member 0's nodes
         return self._fused(node)
 
-    def _local(self, node: Node) -> str:
-        return node.id.split("/", 1)[1]
-
     def _fused(self, node: Node) -> Node:
         definition = get_op(node.op)
         ins = self.inputs(node)
-        name = self._local(node)
-        path, _, leaf = name.rpartition("/")
+        path, _, leaf = node.id.split("/", 1)[1].rpartition("/")  # inside the member
         scope = f"{FUSED}/{path}" if path else FUSED
         if definition.width_attr:
             return self._layer(node, definition, ins, leaf, scope)
@@ -118,14 +114,13 @@ class Fuse(Transformer):
         attrs = node.attrs.model_dump()
         attrs[definition.width_attr] *= self.count
         if self.stacked.get(ins[0]):
-            if not definition.groups_attr:
-                grouped = "grouped_linear" if len(self.out.node(ins[0]).shape) == 1 else None
-                if grouped is None or node.op != "linear":
+            if not definition.groups_attr:  # a linear layer has a grouped form; others none
+                if node.op != "linear":
                     raise SpecError(f"pass 'fuse' cannot fuse {node.op} at {shown(node.id)}: "
                                     "the layer has no groups to run the members side by side",
                                     node.loc, expected="conv, linear and grouped layers")
-                return self._emit(grouped, {**attrs, "groups": self.count}, ins, leaf, scope,
-                                  True)
+                return self._emit("grouped_linear", {**attrs, "groups": self.count}, ins, leaf,
+                                  scope, True)
             attrs[definition.groups_attr] *= self.count
         elif definition.groups_attr and getattr(node.attrs, definition.groups_attr) > 1:
             ins = [self._stack(ins[0], leaf, scope)]

@@ -33,6 +33,7 @@ from dataclasses import replace
 from functools import reduce
 from typing import Any
 
+from networkx.utils import UnionFind
 from pydantic import ValidationError
 
 from nasir.errors import SpecError, shown
@@ -57,9 +58,8 @@ def member_scope(index: int) -> str:
 def ensemble_of(member: IR, count: int, mode: str = "mean", name: str | None = None) -> IR:
     """`count` copies of `member` in scopes net0.., all reading its inputs, then `ensemble`."""
     out = IR(name or member.name, member.params, member.source)
-    inputs = [member.node(i) for i in member.inputs]
-    for node in inputs:
-        out.add(replace(node, made_by=node.made_by))
+    for node_id in member.inputs:
+        out.add(member.node(node_id))
     kind = member.scope_kinds.get("", ("block", f"{member.name}_member"))
     outputs = []
     for index in range(count):
@@ -112,61 +112,44 @@ def single_member(ir: IR) -> tuple[IR, str] | None:
 
 # -- choosing the member's widths
 
-class _Classes:
-    """Union-find over tensors whose channel counts must stay equal (add, bn, relu, ...)."""
-
-    def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
-
-    def find(self, x: str) -> str:
-        self.parent.setdefault(x, x)
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
-        return x
-
-    def union(self, a: str, b: str) -> None:
-        self.parent[self.find(a)] = self.find(b)
-
-
 def _channels(node: Node) -> int | None:
     """Channels of a feature map, features of a flat vector."""
     return node.shape[0] if node.shape else None
 
 
-def tied_classes(ir: IR) -> _Classes:
-    """Tensors that must keep equal channels: the inputs and output of every op that has no
-    width of its own and keeps the channels of all its feature-map inputs."""
-    classes = _Classes()
+def tied_classes(ir: IR) -> UnionFind:
+    """Tensors that must keep equal channels (`classes[id]` is the class of a tensor): the
+    inputs and output of every op that has no width of its own and keeps the channels of
+    all its inputs."""
+    classes = UnionFind()
     for node in ir.nodes():
         definition = get_op(node.op)
         if definition.width_attr or definition.channel_attrs or _channels(node) is None:
             continue
         ins = [i for i in node.inputs if _channels(ir.node(i)) is not None]
         if ins and all(_channels(ir.node(i)) == _channels(node) for i in ins):
-            for i in ins:
-                classes.union(i, node.id)
+            classes.union(node.id, *ins)
     return classes
 
 
-def fixed_tensors(ir: IR, classes: _Classes) -> set[str]:
+def fixed_tensors(ir: IR, classes: UnionFind) -> set[str]:
     """Class roots whose width the data fixes: the inputs' and the classifier's."""
-    fixed = {classes.find(i) for i in ir.inputs}
-    fixed |= {classes.find(i) for i in protected_layers(ir, keep_first=False, keep_last=True)}
+    fixed = {classes[i] for i in ir.inputs}
+    fixed |= {classes[i] for i in protected_layers(ir, keep_first=False, keep_last=True)}
     return fixed
 
 
+def _channel_names(op: str) -> list[str]:
+    """The op's attributes counted in channels: its width, then slice-like bounds."""
+    definition = get_op(op)
+    return [*([definition.width_attr] if definition.width_attr else []),
+            *definition.channel_attrs]
+
+
 def _widths(ir: IR, scaled: Callable[[Node], bool]) -> list[int]:
-    """The width and channel attributes of every node whose widths scale."""
-    found = []
-    for node in ir.nodes():
-        definition = get_op(node.op)
-        if not scaled(node):
-            continue
-        names = ([definition.width_attr] if definition.width_attr else [])
-        names += list(definition.channel_attrs)
-        found += [getattr(node.attrs, n) for n in names if getattr(node.attrs, n)]
-    return found
+    """The nonzero width and channel attributes of every node whose widths scale."""
+    return [getattr(node.attrs, name) for node in ir.nodes() if scaled(node)
+            for name in _channel_names(node.op) if getattr(node.attrs, name)]
 
 
 def free_widths(ir: IR) -> Callable[[Node], bool]:
@@ -178,19 +161,21 @@ def free_widths(ir: IR) -> Callable[[Node], bool]:
     def scaled(node: Node) -> bool:
         definition = get_op(node.op)
         if definition.width_attr:
-            return classes.find(node.id) not in fixed
+            return classes[node.id] not in fixed
         if definition.channel_attrs:  # a slice scales with the tensor it reads
-            return classes.find(node.inputs[0]) not in fixed
+            return classes[node.inputs[0]] not in fixed
         return False
 
     return scaled
 
 
-def gcd_unit(ir: IR, count: int, align: int) -> tuple[int, int]:
+def gcd_unit(ir: IR, count: int, align: int,
+             scaled: Callable[[Node], bool] | None = None) -> tuple[int, int]:
     """(g, the member's unit): the GCD of the free widths, and g / sqrt(count) rounded to
     the nearest multiple of `align` that keeps every group count dividing its widths (or of
-    that group step alone, when the multiple of `align` is not between 0 and g)."""
-    scaled = free_widths(ir)
+    that group step alone, when the multiple of `align` is not between 0 and g).
+    `scaled` is `free_widths(ir)`, when the caller has it."""
+    scaled = scaled or free_widths(ir)
     widths = _widths(ir, scaled)
     if not widths:
         raise SpecError("pass 'split': the network has no free channel width to divide "
@@ -223,7 +208,7 @@ def _group_step(ir: IR, scaled: Callable[[Node], bool], g: int) -> int:
         if groups == 1 or groups == source.shape[0]:
             continue
         widths = [node.shape[0]] if scaled(node) else []
-        if scaled(source) or _reads_scaled(ir, source, scaled):
+        if _reads_scaled(ir, source, scaled):
             widths.append(source.shape[0])
         for width in widths:
             step = math.lcm(step, groups // math.gcd(groups, width // g))
@@ -248,17 +233,17 @@ def _reads_scaled(ir: IR, node: Node, scaled: Callable[[Node], bool]) -> bool:
     return False
 
 
-def scale_widths(ir: IR, num: int, den: int) -> IR:
+def scale_widths(ir: IR, num: int, den: int,
+                 scaled: Callable[[Node], bool] | None = None) -> IR:
     """`ir` with every free width w (and slice bound) rebuilt as w * num / den, which must
-    be exact: one factor for every width keeps tied widths consistent."""
-    scaled = free_widths(ir)
+    be exact: one factor for every width keeps tied widths consistent. `scaled` is
+    `free_widths(ir)`, when the caller has it."""
+    scaled = scaled or free_widths(ir)
     changes: dict[str, dict[str, Any]] = {}
     for node in ir.nodes():
         if not scaled(node):
             continue
-        definition = get_op(node.op)
-        names = [definition.width_attr] if definition.width_attr else []
-        for name in [*names, *definition.channel_attrs]:
+        for name in _channel_names(node.op):
             value = getattr(node.attrs, name)
             if value * num % den:
                 raise SpecError(f"pass 'split': {name}={value} of {shown(node.id)} is not a "
@@ -308,15 +293,16 @@ def _validated(node: Node, update: dict[str, Any]) -> Any:
 
 def divide_gcd(member: IR, count: int, align: int) -> IR:
     """Every free width w becomes (w / g) * unit (see the module docstring)."""
-    g, unit = gcd_unit(member, count, align)
-    return scale_widths(member, unit, g)
+    scaled = free_widths(member)
+    g, unit = gcd_unit(member, count, align, scaled)
+    return scale_widths(member, unit, g, scaled)
 
 
 def divide_groups(member: IR, count: int) -> IR:
     """Divide every grouped layer's groups by `count`, with the widths its groups span."""
     classes = tied_classes(member)
-    factor_of: dict[str, bool] = {}
-    grouped = []
+    spanned: set[str] = set()  # classes of the tensors grouped layers read and write
+    grouped: set[str] = set()
     for node in member.nodes():
         attr = get_op(node.op).groups_attr
         if not attr or not get_op(node.op).width_attr:
@@ -328,9 +314,8 @@ def divide_groups(member: IR, count: int) -> IR:
                                 f"divisible by S={count}", node.loc,
                                 expected="S dividing every group count (e.g. ResNeXt 32x4d "
                                          "with S = 2, 4, 8)")
-            grouped.append(node)
-            factor_of[classes.find(node.id)] = True
-            factor_of[classes.find(node.inputs[0])] = True
+            grouped.add(node.id)
+            spanned |= {classes[node.id], classes[node.inputs[0]]}
     if not grouped:
         raise SpecError("pass 'split' with groups=true: the network has no grouped conv",
                         expected="a ResNeXt-like network, or split:S=N without groups")
@@ -338,14 +323,14 @@ def divide_groups(member: IR, count: int) -> IR:
     changes: dict[str, dict[str, Any]] = {}
     for node in member.nodes():
         definition = get_op(node.op)
-        root = classes.find(node.id)
-        if definition.width_attr and factor_of.get(root) and root not in fixed:
+        root = classes[node.id]
+        if definition.width_attr and root in spanned and root not in fixed:
             width = getattr(node.attrs, definition.width_attr)
             if width % count:
                 raise SpecError(f"pass 'split': width {width} of {shown(node.id)} is not "
                                 f"divisible by S={count}", node.loc)
             changes[node.id] = {definition.width_attr: width // count}
-        if node in grouped:
+        if node.id in grouped:
             attr = definition.groups_attr
             changes.setdefault(node.id, {})[attr] = getattr(node.attrs, attr) // count
     return _rebuilt(member, changes)
