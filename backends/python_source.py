@@ -24,8 +24,9 @@ import inspect
 import keyword
 import math
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from nasir.backends.program import ScopeProgram, Step, scope_program
@@ -37,6 +38,14 @@ _BASE_IMPORTS = {"torch", "nn", "NF"}
 _MODULE_NAMES = {"INPUT_SHAPES", "build"}
 _USED_BUILTINS = {"self", "super", "float", "int", "getattr"}  # what the generated file calls
 _MISSING = object()
+
+
+class _Taken(set):
+    """Names handed out, remembering per base the last suffix given (so `_fresh` is linear)."""
+
+    def __init__(self, names=()) -> None:
+        super().__init__(names)
+        self.last: dict[str, int] = {}
 
 
 @dataclass
@@ -78,10 +87,10 @@ class _Instance:
     entries: list[_Entry]
     forward: list[str]
     key: tuple = ()
+    slots: list[_Slot] = field(default_factory=list)  # every entry's slots, in order
 
-    @property
-    def slots(self) -> list[_Slot]:
-        return [slot for entry in self.entries for slot in entry.slots]
+    def __post_init__(self) -> None:
+        self.slots = [slot for entry in self.entries for slot in entry.slots]
 
 
 @dataclass
@@ -96,11 +105,11 @@ class _Class:
 class _Module:
     imports: set[str] = field(default_factory=set)
     refs: dict[str, str] = field(default_factory=dict)  # dotted path -> name in the file
-    imported: set[str] = field(default_factory=lambda: set(_BASE_IMPORTS))
+    imported: _Taken = field(default_factory=lambda: _Taken(_BASE_IMPORTS))
     groups: dict[tuple, list[_Instance]] = field(default_factory=lambda: defaultdict(list))
     classes: dict[tuple, _Class] = field(default_factory=dict)
     text: list[str] = field(default_factory=list)
-    used: set[str] = field(default_factory=set)
+    used: _Taken = field(default_factory=_Taken)
 
 
 def to_python(ir: IR, spec_hint: str = "") -> str:
@@ -224,7 +233,9 @@ def _layer_entry(attr: str, layer: Layer, out: _Module) -> _Entry:
     return _Entry(attr, ref, slots)
 
 
+@cache
 def _signature(cls) -> tuple[list[str], dict[str, Any]]:
+    """A layer class's positional parameter names and its defaults (once per class)."""
     try:
         params = inspect.signature(cls).parameters
     except (TypeError, ValueError):
@@ -244,8 +255,8 @@ def _choose_classes(out: _Module) -> None:
     reserved = used | _USED_BUILTINS  # parameters shadow no class, import or used builtin
     for key, group in out.groups.items():
         slots = group[0].slots
-        vectors = [tuple(repr(inst.slots[j].value) for inst in group)
-                   for j in range(len(slots))]
+        vectors = list(zip(*([repr(slot.value) for slot in inst.slots] for inst in group),
+                           strict=True)) if slots else []
         first: dict[tuple, int] = {}  # varying vector -> its first slot
         for j, vector in enumerate(vectors):
             if len(set(vector)) > 1:
@@ -261,12 +272,12 @@ def _choose_classes(out: _Module) -> None:
 def _param_names(slots: list[_Slot], reserved: set[str]) -> list[str]:
     """The shortest candidate name of each slot that no other slot could also take."""
     candidates = [slot.candidates() for slot in slots]
+    claims = Counter(c for options in candidates for c in options)  # distinct per slot
     names: list[str] = []
-    taken: set[str] = set(reserved)
-    for i, options in enumerate(candidates):
-        others = {c for k, cands in enumerate(candidates) if k != i for c in cands}
-        name = next((c for c in options if c not in others), options[-1])
-        names.append(_fresh(_identifier(name, reserved), taken))
+    taken = _Taken()
+    for options in candidates:
+        name = next((c for c in options if claims[c] == 1), options[-1])
+        names.append(_fresh(_identifier(name, reserved), taken, reserved))
     return names
 
 
@@ -347,14 +358,14 @@ class _Locals:
 
     def __init__(self, prog: ScopeProgram, reserved: set[str]):
         self.names: dict[str, str] = {}
-        self.taken: set[str] = set(reserved)  # never handed out
-        self.reserved = reserved
+        self.taken = _Taken()
+        self.reserved = reserved  # never handed out
         single = len(prog.inputs) == 1
         for k, node_id in enumerate(prog.inputs):
             self._claim(node_id, "x" if single else f"x{k}")
 
     def _claim(self, node_id: str, base: str) -> str:
-        name = _fresh(_identifier(base, self.reserved), self.taken)
+        name = _fresh(_identifier(base, self.reserved), self.taken, self.reserved)
         self.names[node_id] = name
         return name
 
@@ -439,11 +450,13 @@ def _escape_doc(text: str) -> str:
     return "".join(out)
 
 
-def _fresh(base: str, taken: set[str]) -> str:
-    name, k = base, 1
-    while name in taken:
+def _fresh(base: str, taken: _Taken, also: set[str] | frozenset[str] = frozenset()) -> str:
+    """`base`, or the first of `base_2`, `base_3`, ... in neither `taken` nor `also`."""
+    name, k = base, taken.last.get(base, 1)
+    while name in taken or name in also:
         k += 1
         name = f"{base}_{k}"
+    taken.last[base] = k
     taken.add(name)
     return name
 
