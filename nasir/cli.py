@@ -13,7 +13,6 @@ for a bug in nasir itself).
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
@@ -176,7 +175,6 @@ def _load_both(args: argparse.Namespace):
 
 def _passes(texts: list[str]) -> list[tuple[str, dict[str, Any]]]:
     """`--pass` texts as (name, options) steps; unknown names and bad options are SpecErrors."""
-    import nasir.passes  # noqa: F401  (registers the built-in passes)
     from nasir.passes.pipeline import get_pass, parse_pass
 
     steps = []
@@ -328,7 +326,8 @@ def _cmd_import_weights(args: argparse.Namespace) -> int:
 
 
 def _cmd_passes(args: argparse.Namespace) -> int:
-    import nasir.passes  # noqa: F401  (registers the built-in passes)
+    from inspect import cleandoc
+
     from nasir.passes.pipeline import get_pass, pass_names
 
     names = pass_names()
@@ -336,7 +335,7 @@ def _cmd_passes(args: argparse.Namespace) -> int:
         print("(none yet)")
     width = max(map(len, names), default=0)
     for name in names:  # the docstring's first paragraph, wrapped beside the name
-        summary = " ".join(inspect.cleandoc(get_pass(name).__doc__ or "").split("\n\n")[0]
+        summary = " ".join(cleandoc(get_pass(name).__doc__ or "").split("\n\n")[0]
                            .split())
         lines = textwrap.wrap(summary, width=max(40, 96 - width)) or [""]
         print(f"{name:<{width}}  {lines[0]}".rstrip())

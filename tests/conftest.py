@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
+
+
+def pytest_configure() -> None:
+    """Keep nasir's cache (parser tables) out of the user's home while testing: one private
+    folder per test process, inherited by the CLI subprocesses."""
+    os.environ.setdefault("NASIR_CACHE_DIR", tempfile.mkdtemp(prefix="nasir-test-cache-"))
 
 
 def run_real_cli(*args: str, timeout: float = 120,

@@ -34,7 +34,7 @@ def ir() -> IR:
 
 def _put(ir: IR, node: Node) -> None:
     """Overwrite a stored node behind IR's back (as a buggy pass could)."""
-    ir.graph.nodes[node.id]["node"] = node
+    ir._nodes[node.id] = node
 
 
 def _broken(ir: IR, match: str, node_id: str | None = None) -> IRError:
@@ -65,14 +65,14 @@ def test_verify_rejects_an_input_that_does_not_exist(ir: IR) -> None:
 
 def test_verify_rejects_an_input_created_later(ir: IR) -> None:
     _put(ir, replace(ir.node("stage1/conv"), inputs=("stage1/relu",)))
-    ir.graph.add_edge("stage1/relu", "stage1/conv")
-    ir.graph.remove_edge("x", "stage1/conv")
+    ir._users["stage1/relu"].append("stage1/conv")
+    ir._users["x"].remove("stage1/conv")
     _broken(ir, "comes later in creation order", "stage1/conv")
 
 
 def test_verify_rejects_graph_edges_that_differ_from_the_inputs(ir: IR) -> None:
-    ir.graph.add_edge("x", "stage1/relu")
-    _broken(ir, "graph edges that differ", "stage1/relu")
+    ir._users["x"].append("stage1/relu")
+    _broken(ir, "graph edges that differ", "x")
 
 
 def test_verify_rejects_ids_that_are_not_scope_paths() -> None:
@@ -84,7 +84,7 @@ def test_verify_rejects_ids_that_are_not_scope_paths() -> None:
 
 
 def test_verify_rejects_a_node_stored_under_another_id(ir: IR) -> None:
-    ir.graph.nodes["dead"]["node"] = replace(ir.node("dead"), id="alive")
+    ir._nodes["dead"] = replace(ir.node("dead"), id="alive")
     with pytest.raises(IRError, match="graph node dead holds node alive"):
         verify(ir)
 
@@ -135,7 +135,7 @@ def test_verify_rejects_attributes_that_skipped_validation(ir: IR) -> None:
 
 def test_verify_rejects_a_wrong_number_of_inputs(ir: IR) -> None:
     _put(ir, replace(ir.node("stage1/relu"), inputs=("stage1/dropout", "x")))
-    ir.graph.add_edge("x", "stage1/relu")
+    ir._users["x"].append("stage1/relu")
     _broken(ir, r"has 2 input\(s\); relu takes 1", "stage1/relu")
 
 
@@ -302,3 +302,19 @@ def test_splicing_a_block_with_bad_arguments_is_a_spec_error_naming_the_pass(ir:
         Splice(ir, "conv_bn_relu", groups={"not": "a value"}).transform()
     with pytest.raises(SpecError, match="cannot splice from"):
         Splice(ir, "conv_bn_relu", spec='std.arch"\nimport "x').transform()
+
+
+def test_verify_rejects_a_users_index_naming_a_node_that_is_not_there(ir: IR) -> None:
+    ir._users["ghost"] = []
+    with pytest.raises(IRError, match="users index holds nodes that are not in the IR"):
+        verify(ir)
+
+
+def test_graph_view_has_an_edge_per_input_and_is_a_snapshot(ir: IR) -> None:
+    graph = ir.graph
+    assert list(graph.nodes) == [n.id for n in ir.nodes()]
+    assert sorted(graph.edges) == sorted((src, n.id) for n in ir.nodes() for src in n.inputs)
+    assert all(graph.nodes[n.id]["node"] is n for n in ir.nodes())
+    graph.remove_node("dead")
+    assert "dead" in ir
+    ir.verify()

@@ -7,7 +7,7 @@ a broken IR never reaches a backend (the model is torch.fx's `Graph.lint()`). Th
   and survive a round trip through it, and it has as many tensor inputs as the op takes;
 - node ids are scope paths (`stage1/block2/conv`): non-empty parts, each an identifier or a
   digit string; no node id is also a scope path; ids are unique, creation orders too;
-- every input exists and was created earlier; the graph's edges are exactly the inputs;
+- every input exists and was created earlier; the users index is exactly the inputs;
 - every scope's nodes form one contiguous run in creation order (one call per block);
 - `ir.inputs` are exactly the `input` nodes, in order, and there is at least one;
 - the output is set and is a node;
@@ -63,19 +63,30 @@ def verify(ir: IR) -> None:
     if clash:
         name = min(clash)
         _fail(ir.node(name), "is both a node and a scope")
+    _check_users(ir, nodes)
     _check_interface(ir, nodes)
 
 
 def _stored_nodes(ir: IR) -> list[Node]:
-    """The nodes in creation order, each stored under its own id (one sort per verify)."""
-    nodes = []
-    for key, data in ir.graph.nodes(data=True):
-        node = data.get("node")
+    """The nodes as stored (creation order), each under its own id."""
+    for key, node in ir._nodes.items():
         if not isinstance(node, Node) or node.id != key:
             held = f"node {shown(str(node.id))}" if isinstance(node, Node) else "no Node"
             raise IRError(f"invalid IR: graph node {shown(str(key))} holds {held}")
-        nodes.append(node)
-    return sorted(nodes, key=lambda n: n.order)
+    return list(ir._nodes.values())
+
+
+def _check_users(ir: IR, nodes: list[Node]) -> None:
+    """The users index (what `IR.users` answers) lists exactly the nodes reading each node."""
+    expected: dict[str, list[str]] = {node.id: [] for node in nodes}
+    for node in nodes:
+        for src in dict.fromkeys(node.inputs):
+            expected[src].append(node.id)
+    for node in nodes:
+        if ir._users.get(node.id) != expected[node.id]:
+            _fail(node, "has graph edges that differ from the inputs of the nodes reading it")
+    if len(ir._users) != len(expected):
+        raise IRError("invalid IR: the users index holds nodes that are not in the IR")
 
 
 def _check_id(node: Node) -> None:
@@ -108,8 +119,6 @@ def _check_inputs(ir: IR, node: Node, op, created: set[str]) -> None:
     if (arity is not None and len(node.inputs) != arity) or (arity is None and not node.inputs):
         want = "one or more" if arity is None else str(arity)
         _fail(node, f"has {len(node.inputs)} input(s); {node.op} takes {want}")
-    if set(ir.graph.predecessors(node.id)) != set(node.inputs):
-        _fail(node, "has graph edges that differ from its inputs")
 
 
 def _check_interface(ir: IR, nodes: list[Node]) -> None:

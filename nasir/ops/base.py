@@ -18,7 +18,8 @@ class Attrs(BaseModel):
     """Base for op attribute models: strict types, no unknown fields, immutable, and no
     attribute may hold inf or nan."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False,
+                              defer_build=True)  # schemas built on first use: fast start-up
 
 
 class NoAttrs(Attrs):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
 import sys
 from dataclasses import replace
 from functools import cache
 from importlib import resources
 
+import lark
 from lark import Lark, Token, Transformer_NonRecursive, Tree, v_args
 from lark.exceptions import (
     LarkError,
@@ -18,6 +21,7 @@ from lark.exceptions import (
     VisitError,
 )
 
+from nasir.cache import read_entry, write_entry
 from nasir.errors import SourceLoc, SpecError, shown
 from nasir.limits import MAX_INT, MAX_NESTING, MAX_SPEC_BYTES
 from nasir.parse import ast
@@ -47,11 +51,29 @@ _KEYWORDS = ("block", "cell", "network", "import", "let", "return", "for", "in",
              "default")
 
 
+_OPTIONS = {"parser": "lalr", "propagate_positions": True, "start": ["start", "expr"],
+            "maybe_placeholders": True}
+
+
 @cache
 def _parser() -> Lark:
+    """The LALR parser of grammar/arch.lark, its tables loaded from nasir's cache when an
+    entry for this exact grammar, Lark version and options is there (building them is most
+    of a small run's start-up), else built and stored."""
     text = resources.files("nasir.grammar").joinpath("arch.lark").read_text()
-    return Lark(text, parser="lalr", propagate_positions=True, start=["start", "expr"],
-                maybe_placeholders=True)
+    key = hashlib.sha256(repr((text, lark.__version__, _OPTIONS)).encode()).hexdigest()
+    name = f"arch-lalr-{key[:32]}.pickle"
+    data = read_entry(name)
+    if data is not None:
+        try:
+            return Lark.load(io.BytesIO(data))
+        except Exception:  # a stale or damaged entry: rebuild and replace it
+            pass
+    parser = Lark(text, **_OPTIONS)
+    buffer = io.BytesIO()
+    parser.save(buffer)
+    write_entry(name, buffer.getvalue())
+    return parser
 
 
 def source_lines(text: str) -> list[str]:

@@ -20,15 +20,16 @@ shift) or that share randomness across members (drop path).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from nasir.errors import SpecError, shown
 from nasir.ir.graph import IR, Node
 from nasir.ir.rewrite import Transformer
 from nasir.ops import get_op
 from nasir.passes.pipeline import register_pass
+
+if TYPE_CHECKING:
+    import torch
 
 FUSED = "fused"  # the scope of the fused member
 
@@ -179,6 +180,8 @@ def fuse(ir: IR) -> IR:
 def fuse_state_dict(state: Mapping[str, torch.Tensor], members: list[str]) -> dict:
     """The fused module's state dict from the separate ensemble's: each fused tensor is the
     members' tensors concatenated along dim 0 (`num_batches_tracked`: member 0's)."""
+    import torch
+
     fused: dict[str, torch.Tensor] = {}
     first = members[0] + "."
     for key, value in state.items():

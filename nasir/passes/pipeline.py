@@ -25,6 +25,15 @@ Pass = Callable[..., IR]
 PassStep = str | Pass | tuple[str | Pass, dict[str, Any]]
 
 _PASSES: dict[str, Pass] = {}
+_BUILT_IN = ("adder", "condense", "fuse", "ghost", "split")  # modules of nasir.passes,
+# imported when one is first asked for, so that start-up does not pay for them
+
+
+def _load_built_in() -> None:
+    import importlib
+
+    for name in _BUILT_IN:
+        importlib.import_module(f"nasir.passes.{name}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 
 
@@ -48,10 +57,13 @@ def unregister_pass(name: str) -> None:
 
 
 def pass_names() -> list[str]:
+    _load_built_in()
     return sorted(_PASSES)
 
 
 def get_pass(name: str) -> Pass:
+    if name not in _PASSES:
+        _load_built_in()
     if name not in _PASSES:
         raise SpecError(f"unknown pass '{shown(name)}'{did_you_mean(name, pass_names())}",
                         expected=f"one of: {', '.join(pass_names()) or '(none registered)'}")

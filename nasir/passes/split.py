@@ -31,9 +31,8 @@ import math
 from collections.abc import Callable
 from dataclasses import replace
 from functools import reduce
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from networkx.utils import UnionFind
 from pydantic import ValidationError
 
 from nasir.errors import SpecError, shown
@@ -41,6 +40,9 @@ from nasir.ir.graph import IR, Node, scope_path
 from nasir.ops import ShapeError, get_op
 from nasir.passes.ghost import check_flags, check_int, protected_layers
 from nasir.passes.pipeline import register_pass
+
+if TYPE_CHECKING:
+    from networkx.utils import UnionFind
 
 MAX_SPLIT = 64  # members; the paper divides into 2, 4 or 8
 MAX_ALIGN = 64
@@ -121,6 +123,8 @@ def tied_classes(ir: IR) -> UnionFind:
     """Tensors that must keep equal channels (`classes[id]` is the class of a tensor): the
     inputs and output of every op that has no width of its own and keeps the channels of
     all its inputs."""
+    from networkx.utils import UnionFind  # only transforms need it: keep it off start-up
+
     classes = UnionFind()
     for node in ir.nodes():
         definition = get_op(node.op)
