@@ -31,6 +31,7 @@ from typing import Any
 
 from nasir.backends.program import ScopeProgram, Step, scope_program
 from nasir.backends.pytorch import resolve
+from nasir.gcpause import without_gc
 from nasir.ir.graph import IR
 from nasir.ops import Function, Layer
 
@@ -112,6 +113,7 @@ class _Module:
     used: _Taken = field(default_factory=_Taken)
 
 
+@without_gc
 def to_python(ir: IR, spec_hint: str = "") -> str:
     """The full text of a Python module defining the network and `build()`."""
     out = _Module()

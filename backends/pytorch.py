@@ -22,6 +22,7 @@ from torch import nn
 
 from nasir.backends.program import ScopeProgram, Step, scope_program
 from nasir.errors import SpecError
+from nasir.gcpause import without_gc
 from nasir.ir.graph import IR
 from nasir.ops import Function, Layer, get_op
 from nasir.ops.base import BN
@@ -132,6 +133,7 @@ def check_memory(ir: IR, max_bytes: int | None = None) -> None:
                      f"{MEMORY_FRACTION:.0%} of physical memory, MEMORY_FRACTION)")
 
 
+@without_gc
 def to_module(ir: IR, max_bytes: int | None = None) -> NasirModel:
     """Lower shape-checked IR to a trainable module, after `check_memory`."""
     check_memory(ir, max_bytes)

@@ -16,7 +16,6 @@ from nasir.errors import SpecError
 from nasir.ir.graph import IR, Shape
 from nasir.limits import MAX_INT, MAX_LIST_ITEMS, MAX_NESTING, MAX_STR_CHARS
 from nasir.parse.loader import load_text
-from nasir.passes.shapes import infer_shapes
 
 
 def load(spec: str | Path, network: str | None = None, input: Shape | str | None = None,
@@ -51,7 +50,7 @@ def load(spec: str | Path, network: str | None = None, input: Shape | str | None
             name = network or _only_network(program)
         else:
             program, name = locate(spec, network, import_paths=paths)
-        return infer_shapes(build_ir(program, name, values, shape))
+        return build_ir(program, name, values, shape)  # shapes inferred as nodes are made
     except RecursionError:  # a last resort: the limits should have stopped it first
         raise SpecError("the spec nests too deeply (nesting too deep for nasir to follow)",
                         expected="fewer levels of nesting (see Limits in docs/language.md)") \

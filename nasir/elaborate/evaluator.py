@@ -8,7 +8,6 @@ errors point at the exact call that went wrong.
 
 from __future__ import annotations
 
-import gc
 import math
 import re
 from contextlib import nullcontext
@@ -28,6 +27,7 @@ from nasir.elaborate.values import (
     size_of,
 )
 from nasir.errors import Note, SourceLoc, SpecError, did_you_mean
+from nasir.gcpause import gc_paused
 from nasir.ir.graph import IR, Node, Shape
 from nasir.ops import ShapeError, get_op, op_names
 from nasir.parse import ast
@@ -60,15 +60,8 @@ class _Frame:
 def build_ir(program: Program, network: str, overrides: dict[str, Any] | None = None,
              input_shape: Shape | None = None) -> IR:
     """Elaborate `network` with parameter `overrides` (and an optional input shape)."""
-    # Elaboration allocates many long-lived objects and few cycles; Python's cyclic GC would
-    # rescan them again and again (half the time of a 500k-node network), so it waits.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         return _Elaborator(program).network(network, overrides or {}, input_shape)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class _Elaborator:

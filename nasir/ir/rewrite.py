@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from nasir.errors import Note, SourceLoc, SpecError, shown
+from nasir.gcpause import without_gc
 from nasir.ir.graph import IR, Node, Shape, scope_path
 
 # The name of the pass `nasir.transform` is running: the default `made_by` of new nodes.
@@ -57,6 +58,7 @@ class Transformer:
         self._blocks: dict[str, IR] = {}  # elaborated splice wrappers, by their text
 
     # -- driving
+    @without_gc
     def transform(self) -> IR:
         """The rewritten IR, verified; raises `SpecError` naming this pass and the node."""
         for node in self.source.nodes():

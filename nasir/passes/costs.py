@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from nasir.errors import SpecError
+from nasir.gcpause import without_gc
 from nasir.ir.graph import IR
 from nasir.ops import Cost, get_op, numel
 from nasir.ops.base import ACT, BN, DENSE, ELTWISE, FREE, POOL
@@ -124,6 +125,7 @@ def node_cost(ir: IR, node_id: str, policy: CountingPolicy) -> Totals:
                   other=cost.other if counted else 0, activations=numel(node.shape))
 
 
+@without_gc
 def count_costs(ir: IR, policy: CountingPolicy | None = None) -> CostReport:
     """Costs of `ir`; under `policy.condensed`, of `ir` after the `condense` pass (same node
     ids, so the rows line up with `ir`)."""

@@ -7,10 +7,12 @@ at the node whose inputs do not fit, with notes at the spec locations of those i
 from __future__ import annotations
 
 from nasir.errors import Note, SpecError
+from nasir.gcpause import without_gc
 from nasir.ir.graph import IR
 from nasir.ops import ShapeError, get_op
 
 
+@without_gc
 def infer_shapes(ir: IR) -> IR:
     out = ir.copy()
     for node in out.nodes():
