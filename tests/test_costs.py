@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import nasir
 from nasir.errors import SpecError
@@ -72,3 +74,17 @@ def test_activation_memory_counts_every_node_output():
     report = count_costs(load(NET))
     assert report.nodes["c"].activations == 16 * 16 * 16
     assert report.total.activations == sum(t.activations for t in report.nodes.values())
+
+
+@given(st.lists(st.integers(0, 10**12), min_size=12, max_size=12))
+def test_totals_add_sums_every_field(values: list[int]) -> None:
+    from dataclasses import fields
+
+    from nasir.passes.costs import Totals
+
+    names = [f.name for f in fields(Totals)]
+    a = Totals(**dict(zip(names, values[:6], strict=False)))
+    b = Totals(**dict(zip(names, values[6:], strict=False)))
+    a.add(b)
+    assert [getattr(a, n) for n in names] == [x + y for x, y in zip(values[:6], values[6:12],
+                                                                     strict=False)]

@@ -82,7 +82,7 @@ class CountingPolicy:
         return text + "; params include BN affine weights, not running statistics."
 
 
-@dataclass
+@dataclass(slots=True)
 class Totals:
     params: int = 0
     macs: int = 0
@@ -96,8 +96,12 @@ class Totals:
         return self.muls + self.adds + self.other
 
     def add(self, other: Totals) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        self.params += other.params
+        self.macs += other.macs
+        self.muls += other.muls
+        self.adds += other.adds
+        self.other += other.other
+        self.activations += other.activations
 
     def as_dict(self) -> dict[str, int]:
         return {**asdict(self), "flops": self.flops}
