@@ -62,7 +62,7 @@ class _Group:
 
 
 def readable_arch(ir: IR) -> str:
-    root = _analyze(scope_program(ir), ir, root=True, context=None)
+    root = _analyze(scope_program(ir, inplace=False), ir, root=True, context=None)
     groups = _group(root)
     taken = _reserved(ir)
     ordered = sorted(groups.values(), key=lambda g: g.members[0].depth)  # callees first

@@ -24,6 +24,7 @@ import torch.nn as nn
 
 from nasir.ir.graph import IR, Node
 from nasir.ops import Function, Layer, get_op
+from nasir.passes.inplace import plan_inplace
 
 # Attributes the modules nasir builds set on themselves (ScopeModule, NasirModel).
 _OWN_ATTRIBUTES = {"_inputs", "_outputs", "_steps", "_prepare", "network", "input_shapes",
@@ -87,17 +88,19 @@ class ScopeProgram:
     children: dict[str, ScopeProgram] = field(default_factory=dict)
 
 
-def scope_program(ir: IR) -> ScopeProgram:
-    """The root program of `ir` (whose inputs are the network inputs)."""
+def scope_program(ir: IR, inplace: bool = True) -> ScopeProgram:
+    """The root program of `ir` (whose inputs are the network inputs). With `inplace`, the
+    nodes of `plan_inplace` lower to their in-place form, the overwritten input first."""
     nodes = [n for n in ir.nodes() if n.op != "input"]
-    root = _build(ir, (), ("network", ir.name), nodes)
+    plan = plan_inplace(ir) if inplace else {}
+    root = _build(ir, (), ("network", ir.name), nodes, plan)
     root.inputs = list(ir.inputs)
     root.outputs = [ir.output]
     return root
 
 
 def _build(ir: IR, path: tuple[str, ...], kind: tuple[str, str],
-           nodes: list[Node]) -> ScopeProgram:
+           nodes: list[Node], plan: dict[str, int]) -> ScopeProgram:
     prog = ScopeProgram(path, kind)
     inside = {n.id for n in nodes}
     depth = len(path)
@@ -105,7 +108,7 @@ def _build(ir: IR, path: tuple[str, ...], kind: tuple[str, str],
     while i < len(nodes):
         node = nodes[i]
         if len(node.scope) == depth:
-            prog.steps.append(_node_step(ir, node))
+            prog.steps.append(_node_step(ir, node, plan.get(node.id)))
             i += 1
             continue
         child = node.scope[depth]
@@ -116,7 +119,7 @@ def _build(ir: IR, path: tuple[str, ...], kind: tuple[str, str],
         if child in prog.children:
             raise ValueError(f"scope {'/'.join(child_path)} is not contiguous in the IR")
         sub = _build(ir, child_path, ir.scope_kinds.get("/".join(child_path), ("scope", child)),
-                     nodes[i:j])
+                     nodes[i:j], plan)
         prog.children[child] = sub
         prog.steps.append(Step("scope", attr_name(child), sub.inputs, sub.outputs, child=child))
         i = j
@@ -125,11 +128,17 @@ def _build(ir: IR, path: tuple[str, ...], kind: tuple[str, str],
     return prog
 
 
-def _node_step(ir: IR, node: Node) -> Step:
+def _node_step(ir: IR, node: Node, into: int | None = None) -> Step:
     ins = [ir.node(i).shape for i in node.inputs]
-    lowering = get_op(node.op).lower(node.attrs, ins, node.shape)
+    op = get_op(node.op)
+    inputs = list(node.inputs)
+    if into is None:
+        lowering = op.lower(node.attrs, ins, node.shape)
+    else:
+        lowering = op.lower_inplace(node.attrs, ins, node.shape, into)
+        inputs.insert(0, inputs.pop(into))
     kind = "layer" if isinstance(lowering, Layer) else "function"
-    return Step(kind, attr_name(node.name), list(node.inputs), [node.id], node, lowering)
+    return Step(kind, attr_name(node.name), inputs, [node.id], node, lowering)
 
 
 def _boundary_inputs(ir: IR, nodes: list[Node], inside: set[str]) -> list[str]:

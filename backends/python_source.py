@@ -114,10 +114,11 @@ class _Module:
 
 
 @without_gc
-def to_python(ir: IR, spec_hint: str = "") -> str:
-    """The full text of a Python module defining the network and `build()`."""
+def to_python(ir: IR, spec_hint: str = "", inplace: bool = True) -> str:
+    """The full text of a Python module defining the network and `build()`; `inplace` as
+    in `nasir.compile`."""
     out = _Module()
-    program = scope_program(ir)
+    program = scope_program(ir, inplace)
     _gather_imports(program, out)
     root = _collect(program, out, root=ir.name)
     _choose_classes(out)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import torch
@@ -32,6 +32,7 @@ FALLBACK_MEMORY_BYTES = 8 * 1024**3  # assumed physical memory where the OS does
 BYTES_PER_VALUE = 4  # float32 weights and buffers
 
 
+@cache
 def resolve(path: str) -> Any:
     """Import the layer class or function an op's lowering names by dotted path.
 
@@ -86,10 +87,12 @@ class ScopeModule(nn.Module):
 
 
 class NasirModel(ScopeModule):
-    """The compiled network; `input_shapes` lists the inputs it expects (without batch)."""
+    """The compiled network; `input_shapes` lists the inputs it expects (without batch).
+    With `inplace` (the default) ReLUs and residual sums overwrite tensors no one else reads
+    (`nasir.passes.inplace`); the function and its gradients are the same either way."""
 
-    def __init__(self, ir: IR):
-        super().__init__(scope_program(ir))
+    def __init__(self, ir: IR, inplace: bool = True):
+        super().__init__(scope_program(ir, inplace))
         self.network = ir.name
         self.input_shapes = {i: ir.node(i).shape for i in ir.inputs}
 
@@ -134,11 +137,12 @@ def check_memory(ir: IR, max_bytes: int | None = None) -> None:
 
 
 @without_gc
-def to_module(ir: IR, max_bytes: int | None = None) -> NasirModel:
-    """Lower shape-checked IR to a trainable module, after `check_memory`."""
+def to_module(ir: IR, max_bytes: int | None = None, inplace: bool = True) -> NasirModel:
+    """Lower shape-checked IR to a trainable module, after `check_memory`. `inplace=False`
+    keeps every intermediate tensor (for forward hooks that hold on to activations)."""
     check_memory(ir, max_bytes)
     try:
-        return NasirModel(ir)
+        return NasirModel(ir, inplace)
     except (MemoryError, RuntimeError) as exc:  # torch's allocator raises RuntimeError
         if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
             raise

@@ -137,17 +137,20 @@ def _only_network(program) -> str:
 
 
 def compile(spec: str | Path | IR, network: str | None = None,
-            input: Shape | str | None = None, *, max_bytes: int | None = None, **params: Any):
+            input: Shape | str | None = None, *, max_bytes: int | None = None,
+            inplace: bool = True, **params: Any):
     """Build a trainable `torch.nn.Module` from a spec (or from IR).
 
     A network whose float32 parameters and batch-norm buffers would take more than
     `max_bytes` (default: half of physical memory) is refused with `SpecError` before any
-    weight is allocated.
+    weight is allocated. With `inplace` (the default) ReLUs and residual sums overwrite
+    tensors nothing else reads, as hand-written PyTorch does; the function and gradients are
+    the same, but forward hooks see overwritten activations: pass `inplace=False` to keep them.
     """
     from nasir.backends.pytorch import to_module
 
     ir = spec if isinstance(spec, IR) else load(spec, network, input, **params)
-    return to_module(ir, max_bytes=max_bytes)
+    return to_module(ir, max_bytes=max_bytes, inplace=inplace)
 
 
 def parse_shape(text: str) -> Shape:

@@ -83,6 +83,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _spec_args(comp, passes=True)
     comp.add_argument("-o", "--output", required=True, help="the .py file to write")
     comp.add_argument("--force", action="store_true", help="overwrite an existing file")
+    comp.add_argument("--no-inplace", dest="inplace", action="store_false",
+                      help="no in-place ReLUs or residual sums (for forward hooks that keep "
+                           "activations)")
 
     render = _command(sub, "render", "draw the network with Graphviz (svg, png, pdf, dot)",
                       _cmd_render)
@@ -250,7 +253,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     from nasir.backends.python_source import to_python
 
     ir = _load(args)
-    _write(args.output, to_python(ir), args.force)
+    _write(args.output, to_python(ir, inplace=args.inplace), args.force)
     print(f"wrote {args.output}: {ir.name} ({len(ir)} ops); `from "
           f"{Path(args.output).stem} import build`")
     return 0

@@ -13,6 +13,13 @@ def add(*xs: Tensor) -> Tensor:
     return out
 
 
+def add_(out: Tensor, *xs: Tensor) -> Tensor:
+    """`add` accumulating into `out` (the in-place planner guarantees nothing else reads it)."""
+    for x in xs:
+        out = out.add_(x)
+    return out
+
+
 def mul(x: Tensor, gate: Tensor) -> Tensor:
     return x * gate
 

@@ -34,6 +34,7 @@ class AdderAttrs(SamePaddingAttrs):
 @register
 class Adder(OpDef):
     name = "adder"
+    fresh_output = True
     Attrs = AdderAttrs
     positional = ("out", "kernel", "stride", "pad")
     width_attr = "out"

@@ -108,6 +108,21 @@ class OpDef:
     # inputs' channels (concat): what horizontal fusion of an ensemble (`fuse`) relies on.
     stackable: ClassVar[bool] = False
     concatenates: ClassVar[bool] = False
+    # In-place execution (nasir.passes.inplace plans it): `fresh_output` says the lowered op
+    # returns a new tensor that aliases no input and that its backward never reads, so a
+    # later op may overwrite it (conv, bn, add, concat, pools; not views such as flatten,
+    # identities such as dropout in eval, nor ops that save their result, such as relu).
+    # `inplace_inputs` are the inputs the op can overwrite with `lower_inplace`.
+    fresh_output: ClassVar[bool] = False
+
+    def inplace_inputs(self, attrs: Any, arity: int) -> tuple[int, ...]:
+        """The inputs this op can write its result into (none by default)."""
+        return ()
+
+    def lower_inplace(self, attrs: Any, ins: list[Shape], out: Shape, into: int) -> Lowering:
+        """The lowering that writes the result into input `into` and returns it; the planner
+        puts that input first when `into` is not 0."""
+        raise NotImplementedError(f"op {self.name} has no in-place lowering")
 
     def resolve(self, kwargs: dict[str, Any], ins: list[Shape]) -> tuple[str, dict[str, Any]]:
         """Rewrite a call into the op that is stored in the IR (aliases such as dwconv)."""

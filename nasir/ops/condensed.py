@@ -38,6 +38,7 @@ class CondensedConvOp(OpDef):
     """The deployed learned group conv: select channels, grouped 1x1 conv, shuffle."""
 
     name = "condensed_conv"
+    fresh_output = True
     Attrs = CondensedConvAttrs
     positional = ("out", "groups", "select")
     width_attr, groups_attr = "out", "groups"
@@ -82,6 +83,7 @@ class CondensedLinearOp(OpDef):
     """The deployed condensing classifier: select features, then a linear layer."""
 
     name = "condensed_linear"
+    fresh_output = True
     Attrs = CondensedLinearAttrs
     positional = ("out", "select")
     width_attr = "out"

@@ -83,6 +83,7 @@ def window_shape(h: int, w: int, kernel: int, stride: int,
 @register
 class Conv(OpDef):
     name = "conv"
+    fresh_output = True
     Attrs = ConvAttrs
     positional = ("out", "kernel", "stride", "pad")
     width_attr, groups_attr = "out", "groups"

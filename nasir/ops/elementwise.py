@@ -21,6 +21,7 @@ class BnAttrs(Attrs):
 class BatchNorm(OpDef):
     name = "bn"
     stackable = True
+    fresh_output = True
     Attrs = BnAttrs
     positional = ()
     doc = "batch normalization over channels: bn(eps=1e-5, momentum=0.1, affine=true)"
@@ -52,14 +53,25 @@ class _Activation(OpDef):
         return Layer(self.torch_cls)
 
 
+class _ClampingActivation(_Activation):
+    """ReLU and ReLU6: their backward reads only their result, so they may run in place
+    (`inplace=True`, as torchvision's ResNets and the official GhostNet do)."""
+
+    def inplace_inputs(self, a: NoAttrs, arity: int) -> tuple[int, ...]:
+        return (0,)
+
+    def lower_inplace(self, a: NoAttrs, ins: list[Shape], out: Shape, into: int) -> Layer:
+        return Layer(self.torch_cls, (), {"inplace": True})
+
+
 @register
-class ReLU(_Activation):
+class ReLU(_ClampingActivation):
     name, torch_cls, doc = "relu", "torch.nn.ReLU", "max(x, 0)"
     per_element = (0, 0, 1)  # one comparison
 
 
 @register
-class ReLU6(_Activation):
+class ReLU6(_ClampingActivation):
     name, torch_cls, doc = "relu6", "torch.nn.ReLU6", "min(max(x, 0), 6)"
     per_element = (0, 0, 2)
 

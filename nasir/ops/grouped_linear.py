@@ -19,6 +19,7 @@ class GroupedLinearAttrs(Attrs):
 @register
 class GroupedLinear(OpDef):
     name = "grouped_linear"
+    fresh_output = True
     Attrs = GroupedLinearAttrs
     positional = ("out", "groups")
     width_attr, groups_attr = "out", "groups"

@@ -64,6 +64,7 @@ class LearnedGroupConvOp(OpDef):
     """CondenseNet's learned group convolution, 1x1 only, as the official `LearnedGroupConv`."""
 
     name = "learned_group_conv"
+    fresh_output = True
     Attrs = LearnedGroupConvAttrs
     positional = ("out", "groups", "condense")
     width_attr, groups_attr = "out", "groups"
@@ -114,6 +115,7 @@ class CondensingLinearOp(OpDef):
     `CondensingLinear`); it trains, and lowers, as a plain linear layer."""
 
     name = "condensing_linear"
+    fresh_output = True
     Attrs = CondensingLinearAttrs
     positional = ("out", "keep")
     width_attr = "out"

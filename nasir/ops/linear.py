@@ -27,6 +27,7 @@ class LinearAttrs(Attrs):
 @register
 class Linear(OpDef):
     name = "linear"
+    fresh_output = True
     Attrs = LinearAttrs
     positional = ("out",)
     width_attr = "out"

@@ -68,6 +68,7 @@ class _Pool(OpDef):
 @register
 class MaxPool(_Pool):
     name = "maxpool"
+    fresh_output = True
     stackable = True
     doc = ("max pooling: maxpool(kernel, stride=kernel, pad=0, ceil=false); "
            "pad: int, [top, bottom, left, right] or \"tf_same\"")
@@ -88,6 +89,7 @@ class MaxPool(_Pool):
 @register
 class AvgPool(_Pool):
     name = "avgpool"
+    fresh_output = True
     stackable = True
     doc = ("average pooling: avgpool(kernel, stride=kernel, pad=0, ceil=false, count_pad=true); "
            "pad: int, [top, bottom, left, right] or \"tf_same\"")
@@ -115,6 +117,7 @@ class AvgPool(_Pool):
 @register
 class GlobalAvgPool(OpDef):
     name = "gap"
+    fresh_output = True
     stackable = True
     Attrs = NoAttrs
     doc = "global average pooling to Cx1x1"

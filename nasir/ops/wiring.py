@@ -103,6 +103,7 @@ def _fmt(shape: Shape) -> str:
 class Add(OpDef):
     name = "add"
     stackable = True
+    fresh_output = True
     Attrs = NoAttrs
     arity = None
     doc = "elementwise sum of two or more tensors of equal shape (also `a + b`)"
@@ -116,6 +117,14 @@ class Add(OpDef):
 
     def lower(self, a: NoAttrs, ins: list[Shape], out: Shape) -> Function:
         return Function("nasir.layers.functional.add", infix="+")
+
+    def inplace_inputs(self, a: NoAttrs, arity: int) -> tuple[int, ...]:
+        # a + b == b + a exactly, so either of two inputs may be the accumulator; with more,
+        # only the first keeps the summation order (float addition is not associative).
+        return (0, 1) if arity == 2 else (0,)
+
+    def lower_inplace(self, a: NoAttrs, ins: list[Shape], out: Shape, into: int) -> Function:
+        return Function("nasir.layers.functional.add_")
 
 
 @register
@@ -145,6 +154,7 @@ class Mul(OpDef):
 @register
 class Concat(OpDef):
     name = "concat"
+    fresh_output = True
     concatenates = True
     Attrs = NoAttrs
     arity = None
