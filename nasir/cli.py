@@ -178,6 +178,8 @@ def _load_both(args: argparse.Namespace):
 
 def _passes(texts: list[str]) -> list[tuple[str, dict[str, Any]]]:
     """`--pass` texts as (name, options) steps; unknown names and bad options are SpecErrors."""
+    if not texts:
+        return []
     from nasir.passes.pipeline import get_pass, parse_pass
 
     steps = []
@@ -193,6 +195,8 @@ def _passes(texts: list[str]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _overrides(items: list[str]) -> dict[str, Any]:
+    if not items:
+        return {}
     from nasir.elaborate import eval_constant
     from nasir.parse import parse_value
 

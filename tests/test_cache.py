@@ -70,3 +70,35 @@ def test_caching_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NASIR_CACHE_DIR", "off")
     assert cache.cache_dir() is None
     assert cache.write_entry("x", b"y") is False
+
+
+def test_stats_start_up_imports_neither_torch_nor_networkx_nor_lark_once_cached(
+        tmp_path: Path) -> None:
+    """What keeps `nasir stats` quick to start: a spec parsed before is read from the cache
+    (no Lark), counting needs no torch, and the IR no networkx."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, io, contextlib, nasir.cli\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n"
+             "    assert nasir.cli.main(['stats', 'resnet20']) == 0\n"
+             "print(sorted(m for m in ('torch', 'networkx', 'lark') if m in sys.modules))\n")
+    env = {**os.environ, "NASIR_CACHE_DIR": str(tmp_path / "fresh")}
+    first = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           env=env)
+    second = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            env=env)
+    assert first.stdout.strip() == "['lark']", first.stderr
+    assert second.stdout.strip() == "[]", second.stderr
+
+
+def test_a_cached_parse_equals_a_fresh_one(cache_root: Path) -> None:
+    from nasir.parse.astcache import parse_cached
+    from nasir.parse.parser import parse_text
+
+    text = (Path(__file__).parents[1] / "specs" / "nasnet.arch").read_text()
+    fresh = parse_text(text, "nasnet.arch")
+    assert parse_cached(text, "nasnet.arch") == fresh  # parsed and stored
+    assert parse_cached(text, "nasnet.arch") == fresh  # read back
+    assert len([p for p in cache_root.iterdir() if p.name.startswith("ast-")]) == 1
+    assert parse_cached(text, "other.arch").file == "other.arch"  # the name is in the key

@@ -32,7 +32,6 @@ from nasir.ir.graph import IR, Node, Shape
 from nasir.ops import ShapeError, get_op, op_names
 from nasir.parse import ast
 from nasir.parse.loader import Program
-from nasir.passes.split import member_scope
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Numeric labels: `as 0`, like torch's Sequential indices; `0_1` is the name a repeated `0`
@@ -459,6 +458,8 @@ class _Elaborator:
                 isinstance(v, TensorValue) for v in inputs)) or len(args) == 3:
             raise SpecError("split takes one tensor and a count, or a list of view tensors",
                             loc, expected="x >> split(member, 4) or split([v0, v1], member)")
+        from nasir.passes.split import member_scope  # a pass module: off the start-up path
+
         with self._scope(label, None) if label else nullcontext():
             # The layout of the `split` pass (nasir.passes.split): members net0.., `ensemble`.
             outs = [self._apply_stage(member, [view], member_scope(i), loc)

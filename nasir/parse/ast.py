@@ -233,3 +233,11 @@ class Module:
     consts: list[Const] = field(default_factory=list)
     definitions: list[Definition] = field(default_factory=list)
     aliases: list[Alias] = field(default_factory=list)
+
+
+class Body(list):
+    """A body's statements, with the docstring that opened it (if any)."""
+
+    def __init__(self, statements=(), doc: str = ""):
+        super().__init__(statements)
+        self.doc = doc

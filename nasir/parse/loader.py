@@ -22,7 +22,7 @@ from pathlib import Path
 from nasir.errors import Note, SourceLoc, SpecError, shown
 from nasir.limits import MAX_IMPORT_DEPTH, MAX_IMPORTED_FILES, MAX_SPEC_BYTES
 from nasir.parse import ast
-from nasir.parse.parser import parse_text
+from nasir.parse.astcache import parse_cached
 
 IMPORT_PATH_ENV = "NASIR_IMPORT_PATH"
 _WIDEN = f"widen with --import-path DIR / {IMPORT_PATH_ENV}"
@@ -101,7 +101,7 @@ def load_text(text: str, file: str = "<string>",
               import_paths: Sequence[str | Path] = ()) -> Program:
     """Parse spec text; its imports resolve against, and stay inside, the current directory."""
     program = Program(file, files=[file])
-    module = parse_text(text, file)
+    module = parse_cached(text, file)
     cwd = Path.cwd().resolve()
     search = _Search(cwd, import_dirs(import_paths))
     _add_module(module, cwd / "__text__.arch", program, search, [])
@@ -175,7 +175,7 @@ def _load(path: Path, program: Program, search: _Search, stack: list[Path],
         raise SpecError(f"more than {MAX_IMPORTED_FILES} files imported (MAX_IMPORTED_FILES)",
                         via, expected="fewer imported files")
     display = _display(path)
-    module = parse_text(read_spec(path, via), display)
+    module = parse_cached(read_spec(path, via), display)
     program.files.append(display)
     _add_module(module, path, program, search, [*stack, path])
     search.seen.add(path)

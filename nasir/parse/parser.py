@@ -89,16 +89,14 @@ def parse_text(text: str, file: str = "<string>") -> ast.Module:
     """Parse a whole .arch file (a leading UTF-8 byte order mark is ignored)."""
     text = _checked_text(text, file)
     lines = source_lines(text)
-    tree = _parse(text, file, lines, "start")
-    return _transform(tree, file, lines)
+    return tree_to_ast(_parse(text, file, lines, "start"), file, lines)
 
 
 def parse_value(text: str, what: str = "--set value") -> ast.Expr:
     """Parse one expression (a `--set name=value` right-hand side)."""
     text = _checked_text(text, what)
     lines = source_lines(text)
-    tree = _parse(text, what, lines, "expr")
-    return _transform(tree, what, lines)
+    return tree_to_ast(_parse(text, what, lines, "expr"), what, lines)
 
 
 def _checked_text(text: str, file: str) -> str:
@@ -116,11 +114,13 @@ def _parse(text: str, file: str, lines: list[str], start: str) -> Tree:
         raise _syntax_error(exc, file, lines) from None
     except LarkError as exc:  # not expected from the LALR parser; still the spec's fault
         raise SpecError(f"cannot parse {shown(file)}: {shown(str(exc))}") from None
-    _check_nesting(tree, file, lines)
     return tree
 
 
-def _transform(tree: Tree, file: str, lines: list[str]):
+def tree_to_ast(tree: Tree, file: str, lines: list[str]):
+    """The AST of a Lark parse tree of `file` (whose text has `lines`), after checking its
+    nesting against MAX_NESTING."""
+    _check_nesting(tree, file, lines)
     try:
         return _ToAst(file, lines).transform(tree)
     except VisitError as exc:
@@ -274,14 +274,6 @@ def _unquote(token: str) -> str:
     return "".join(out)
 
 
-class _Body(list):
-    """A body's statements, with the docstring that opened it (if any)."""
-
-    def __init__(self, statements, doc: str = ""):
-        super().__init__(statements)
-        self.doc = doc
-
-
 class _ToAst(Transformer_NonRecursive):
     """Lark tree → `nasir.parse.ast`, attaching a `SourceLoc` to every node."""
 
@@ -354,7 +346,7 @@ class _ToAst(Transformer_NonRecursive):
         first one of a definition's body is its docstring, any other is dropped."""
         items = [c for c in children if c is not None and not isinstance(c, Token)]
         doc = items[0] if items and isinstance(items[0], str) else ""
-        return _Body((c for c in items if not isinstance(c, str)), doc)
+        return ast.Body((c for c in items if not isinstance(c, str)), doc)
 
     # -- statements
     @v_args(meta=True)
