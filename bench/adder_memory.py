@@ -2,8 +2,9 @@
 
 The layer is the ResNet-20 16→16 3×3 adder at 32×32 (AdderNet, Chen et al. CVPR 2020).
 Variants: ``conv`` (nn.Conv2d, the baseline), ``unfold`` (the official unfold algorithm, via
-``adder2d_unfold_reference``; skipped when its estimated peak exceeds ``--mem-cap-gb``) and
-``adder`` (nasir's chunked ``Adder2d``).
+``adder2d_unfold_reference``; skipped when its estimated peak exceeds ``--mem-cap-gb``),
+``adder-torch`` (nasir's chunked pure-PyTorch adder) and ``adder-cpp`` (nasir's C++ kernel;
+CPU only, skipped with the reason if it cannot be built).
 
 CUDA: peak = torch.cuda.max_memory_allocated above what was allocated before the step.
 CPU: each variant runs in a fresh subprocess and reports its peak RSS (getrusage) growth
@@ -27,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("conv", "unfold", "adder")
+VARIANTS = ("conv", "unfold", "adder-torch", "adder-cpp")
 CHANNELS, KERNEL, SIZE, PADDING = 16, 3, 32, 1
 MIB = 1 << 20
 
@@ -53,12 +54,15 @@ def make_step(variant: str, device: str, chunk: int | None) -> Callable[[Tensor]
         layer = nn.Conv2d(CHANNELS, CHANNELS, KERNEL, padding=PADDING, bias=False).to(device)
         forward = layer
         params = [layer.weight]
-    elif variant == "adder":
+    elif variant.startswith("adder-"):
         adder = _adder_module()
         chunk = chunk or adder.DEFAULT_CHUNK_ELEMENTS
-        layer = adder.Adder2d(CHANNELS, CHANNELS, KERNEL, padding=PADDING, chunk_elements=chunk)
-        layer = layer.to(device)
-        forward = layer
+        layer = adder.Adder2d(CHANNELS, CHANNELS, KERNEL, padding=PADDING).to(device)
+        backend = variant.removeprefix("adder-")
+
+        def forward(x: Tensor) -> Tensor:
+            return adder.adder2d(x, layer.weight, None, 1, PADDING, layer.eta, chunk, backend)
+
         params = [layer.weight]
     else:
         weight = torch.randn(CHANNELS, CHANNELS, KERNEL, KERNEL, device=device, requires_grad=True)
@@ -135,14 +139,26 @@ def measure_cuda(variant: str, batch: int, repeats: int, chunk: int | None) -> d
 
 def _row(name: str, result: dict[str, float] | None, base: dict[str, float], note: str) -> str:
     if result is None:
-        return f"{name:<8} {'skipped':>12} {'':>10} {'':>8} {'':>8}  {note}"
+        return f"{name:<11} {'skipped':>12} {'':>10} {'':>8} {'':>8}  {note}"
     mem = result["peak_bytes"] / MIB
     mem_ratio = result["peak_bytes"] / max(base["peak_bytes"], 1)
     time_ratio = result["seconds"] / base["seconds"]
     return (
-        f"{name:<8} {mem:>10.1f}MB {result['seconds']:>9.3f}s {mem_ratio:>7.1f}x "
+        f"{name:<11} {mem:>10.1f}MB {result['seconds']:>9.3f}s {mem_ratio:>7.1f}x "
         f"{time_ratio:>7.1f}x  {note}"
     )
+
+
+def _cpp_unavailable(device: str) -> tuple[bool, str]:
+    """Whether the C++ variant must be skipped, and why."""
+    if device != "cpu":
+        return True, "the C++ kernel is CPU-only"
+    _adder_module()
+    from nasir.layers import adder_ext
+
+    if adder_ext.load_extension() is None:
+        return True, f"not built: {adder_ext.extension_error()}"[:200]
+    return False, ""
 
 
 def run(batch: int, device: str, cap_gb: float, repeats: int, chunk: int | None) -> None:
@@ -150,8 +166,11 @@ def run(batch: int, device: str, cap_gb: float, repeats: int, chunk: int | None)
     measure = measure_cuda if device == "cuda" else measure_cpu
     estimate = unfold_estimate_bytes(batch)
     results: dict[str, dict[str, float] | None] = {}
+    notes = {"conv": "baseline", "unfold": f"estimated {estimate / MIB:.0f} MB > cap"}
     for variant in VARIANTS:
         skip = variant == "unfold" and estimate > cap_gb * (1 << 30)
+        if variant == "adder-cpp":
+            skip, notes[variant] = _cpp_unavailable(device)
         results[variant] = None if skip else measure(variant, batch, repeats, chunk)
     base = results["conv"]
     assert base is not None
@@ -160,11 +179,9 @@ def run(batch: int, device: str, cap_gb: float, repeats: int, chunk: int | None)
         f"input {batch * CHANNELS * SIZE * SIZE * 4 / MIB:.1f} MB fp32; "
         f"unfold estimated peak {estimate / MIB:.0f} MB (cap {cap_gb} GB)"
     )
-    print(f"{'variant':<8} {'peak mem':>12} {'fwd+bwd':>10} {'mem/conv':>8} {'time/conv':>8}")
+    print(f"{'variant':<11} {'peak mem':>12} {'fwd+bwd':>10} {'mem/conv':>8} {'time/conv':>8}")
     for variant in VARIANTS:
-        note = "baseline" if variant == "conv" else ""
-        if results[variant] is None:
-            note = f"estimated {estimate / MIB:.0f} MB > cap"
+        note = notes.get(variant, "") if results[variant] is None or variant == "conv" else ""
         print(_row(variant, results[variant], base, note))
 
 

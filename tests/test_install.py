@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # source folder -> where it installs; the file kinds each one ships
 LAYOUT = {"nasir": "nasir", "backends": "nasir/backends", "grammar": "nasir/grammar",
           "specs": "nasir/specs"}
-SHIPPED_SUFFIXES = {".py", ".lark", ".arch"}
+SHIPPED_SUFFIXES = {".py", ".lark", ".arch", ".cpp"}
 PLANTED = {"nasir/train/__init__.py": "", "nasir/train/loop.py": "STEPS = 1\n",
            "backends/onnx/export.py": "FORMAT = 'onnx'\n",
            "specs/extra/tiny.arch": "# a spec in a subfolder\n"}

@@ -15,10 +15,18 @@ Backward (paper §3.2 and §3.3, as in the official code)::
 
 The official implementation unfolds the input and broadcasts it against every filter, which
 materialises a (Cout, Cin·k², N·Hout·Wout) tensor (2.4 GB for a ResNet-20 16→16 3×3 layer at
-batch 256) and two more in backward. Here the forward and the input gradient loop over the k²
-kernel offsets and over chunks of (batch, output channels), so the largest temporary holds at
-most ``chunk_elements`` elements; the weight gradient is a single convolution weight-gradient
-(see :func:`adder_weight_grad`). Only ``x`` and ``w`` are saved for backward.
+batch 256) and two more in backward. Here the weight gradient is a single convolution
+weight-gradient (see :func:`adder_weight_grad`) and only ``x`` and ``w`` are saved for backward.
+The forward and the input gradient have two backends (see :mod:`nasir.layers.adder_ext`):
+
+* ``"cpp"``: a C++ kernel built on first use, for CPU float32/float64. It computes both like a
+  GEMM, on register tiles over packed im2col panels, one chunk of columns per thread.
+* ``"torch"``: pure PyTorch, any device and dtype. It loops over the k² kernel offsets and over
+  chunks of (batch, output channels), so the largest temporary holds at most
+  ``chunk_elements`` elements.
+
+``backend=None`` picks "cpp" where it applies and builds, else "torch" (``NASIR_ADDER``
+overrides); both compute the same function up to floating-point summation order.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+from nasir.layers import adder_ext
+
 __all__ = [
     "DEFAULT_CHUNK_ELEMENTS",
     "OFFICIAL_ETA",
@@ -40,6 +50,7 @@ __all__ = [
     "adder2d_backward",
     "adder2d_forward",
     "adder2d_unfold_reference",
+    "adder_backend",
     "adder_input_grad",
     "adder_output_size",
     "adder_weight_grad",
@@ -72,6 +83,27 @@ def _output_hw(x: Tensor, w: Tensor, stride: int, padding: int) -> tuple[int, in
     if h_out < 1 or w_out < 1:
         raise ValueError(f"kernel {tuple(w.shape[2:])} does not fit input {tuple(x.shape[2:])}")
     return h_out, w_out
+
+
+adder_backend = adder_ext.adder_backend
+
+
+def _resolve_backend(x: Tensor, backend: str | None) -> str:
+    """The backend to run on ``x``: the automatic choice for None, else ``backend`` checked."""
+    if backend is None:
+        return adder_ext.adder_backend(x)
+    if backend not in adder_ext.BACKENDS:
+        raise ValueError(f"unknown adder backend {backend!r}: expected one of cpp, torch")
+    if backend == "cpp":
+        if x.device.type != "cpu" or x.dtype not in adder_ext.KERNEL_DTYPES:
+            raise ValueError(
+                f"the cpp adder backend needs CPU float32/float64, got {x.dtype} on {x.device}"
+            )
+        if adder_ext.load_extension() is None:
+            raise RuntimeError(
+                f"the C++ adder kernel could not be built: {adder_ext.extension_error()}"
+            )
+    return backend
 
 
 def _chunk_sizes(batch: int, out_channels: int, per_pair: int, budget: int) -> tuple[int, int]:
@@ -127,14 +159,18 @@ def adder2d_forward(
     stride: int = 1,
     padding: int = 0,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    backend: str | None = None,
 ) -> Tensor:
-    """Y = -Σ|X - W| (paper Eq. 2) without autograd, in bounded-memory chunks.
+    """Y = -Σ|X - W| (paper Eq. 2) without autograd, in bounded memory.
 
-    For each kernel offset (u, v) the input window X_pad[:, :, u::s, v::s] is compared with
-    the (Cout, Cin) weight slice W[:, :, u, v]; summing over Cin and the k² offsets gives the
-    ℓ1 distance. No temporary exceeds ``chunk_elements`` (or one input sample, if larger).
+    torch backend: for each kernel offset (u, v) the input window X_pad[:, :, u::s, v::s] is
+    compared with the (Cout, Cin) weight slice W[:, :, u, v]; summing over Cin and the k²
+    offsets gives the ℓ1 distance. No temporary exceeds ``chunk_elements`` (or one input
+    sample, if larger). The cpp backend ignores ``chunk_elements``.
     """
     hw_out = _output_hw(x, w, stride, padding)
+    if _resolve_backend(x, backend) == "cpp":
+        return adder_ext.load_extension().forward(x, w, stride, padding)
     x_pad = F.pad(x, (padding,) * 4)
     y = x.new_zeros(x.shape[0], w.shape[0], *hw_out)
     for nb, ob, scratch in _tiles(x, w.shape[0], hw_out, chunk_elements):
@@ -179,12 +215,16 @@ def adder_input_grad(
     stride: int = 1,
     padding: int = 0,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    backend: str | None = None,
 ) -> Tensor:
     """Input gradient Σ_o HardTanh(W - X_pad)·grad_out, folded back onto X (paper §3.2).
 
-    The clipped difference keeps gradients from exploding through deep adder stacks; it is
-    accumulated offset by offset into the padded input, then the padding is cropped.
+    The clipped difference keeps gradients from exploding through deep adder stacks; the
+    torch backend accumulates it offset by offset into the padded input, then crops the
+    padding.
     """
+    if _resolve_backend(x, backend) == "cpp":
+        return adder_ext.load_extension().input_grad(x, w, grad_out, stride, padding)
     hw_out = (grad_out.shape[2], grad_out.shape[3])
     x_pad = F.pad(x, (padding,) * 4)
     grad_pad = torch.zeros_like(x_pad)
@@ -206,6 +246,7 @@ def adder2d_backward(
     padding: int = 0,
     eta: float | None = OFFICIAL_ETA,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    backend: str | None = None,
 ) -> tuple[Tensor, Tensor]:
     """AdderNet's backward: (grad_x, grad_w) as in the paper and the official code.
 
@@ -216,7 +257,7 @@ def adder2d_backward(
     if tuple(grad_out.shape) != expected:
         raise ValueError(f"grad_out has shape {tuple(grad_out.shape)}, expected {expected}")
     grad_out = grad_out.contiguous()
-    grad_x = adder_input_grad(x, w, grad_out, stride, padding, chunk_elements)
+    grad_x = adder_input_grad(x, w, grad_out, stride, padding, chunk_elements, backend)
     grad_w = adaptive_grad_scale(adder_weight_grad(x, w, grad_out, stride, padding), eta)
     return grad_x, grad_w
 
@@ -233,20 +274,28 @@ class _Adder2dFunction(torch.autograd.Function):
         padding: int,
         eta: float | None,
         chunk_elements: int,
+        backend: str | None,
     ) -> Tensor:
         ctx.save_for_backward(x, w)
-        ctx.config = (stride, padding, eta, chunk_elements)
-        return adder2d_forward(x, w, stride, padding, chunk_elements)
+        backend = _resolve_backend(x, backend)
+        ctx.config = (stride, padding, eta, chunk_elements, backend)
+        return adder2d_forward(x, w, stride, padding, chunk_elements, backend)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         x, w = ctx.saved_tensors
-        stride, padding, eta, chunk_elements = ctx.config
-        grad_x, grad_w = adder2d_backward(x, w, grad_out, stride, padding, eta, chunk_elements)
+        stride, padding, eta, chunk_elements, backend = ctx.config
+        grad_out = grad_out.contiguous()
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:  # skipped for a first layer fed with data
+            grad_x = adder_input_grad(x, w, grad_out, stride, padding, chunk_elements, backend)
+        if ctx.needs_input_grad[1]:
+            grad_w = adaptive_grad_scale(adder_weight_grad(x, w, grad_out, stride, padding), eta)
         return (
-            grad_x if ctx.needs_input_grad[0] else None,
-            grad_w if ctx.needs_input_grad[1] else None,
+            grad_x,
+            grad_w,
+            None,
             None,
             None,
             None,
@@ -262,16 +311,18 @@ def adder2d(
     padding: int = 0,
     eta: float | None = OFFICIAL_ETA,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    backend: str | None = None,
 ) -> Tensor:
     """Functional adder layer: -Σ|X - W| plus an optional per-channel bias.
 
     Mixed dtypes are promoted like torch's elementwise ops (as the official ``W - X`` is,
     e.g. fp16 activations under autocast against fp32 weights). The bias is added outside
     the custom Function, so its gradient is the plain sum of grad_out, as in the official code.
+    ``backend`` is "cpp", "torch" or None (automatic, see the module docstring).
     """
     dtype = torch.promote_types(x.dtype, weight.dtype)
     x, weight = x.to(dtype), weight.to(dtype)
-    y = _Adder2dFunction.apply(x, weight, stride, padding, eta, chunk_elements)
+    y = _Adder2dFunction.apply(x, weight, stride, padding, eta, chunk_elements, backend)
     if bias is not None:
         y = y + bias.view(1, -1, 1, 1)
     return y
