@@ -128,6 +128,22 @@ def _build(ir: IR, path: tuple[str, ...], kind: tuple[str, str],
     return prog
 
 
+def last_uses(prog: ScopeProgram) -> list[list[str]]:
+    """For each step of `prog`, the tensors it reads for the last time (not the scope's
+    outputs): what a forward can let go of once the step has run, so intermediate tensors
+    are freed as soon as they die, as hand-written code that rebinds `out` frees them."""
+    last: dict[str, int] = {}
+    for index, step in enumerate(prog.steps):
+        for tensor in step.inputs:
+            last[tensor] = index
+    keep = set(prog.outputs)
+    dying: list[list[str]] = [[] for _ in prog.steps]
+    for tensor, index in last.items():
+        if tensor not in keep:
+            dying[index].append(tensor)
+    return dying
+
+
 def _node_step(ir: IR, node: Node, into: int | None = None) -> Step:
     ins = [ir.node(i).shape for i in node.inputs]
     op = get_op(node.op)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from nasir.backends.program import ScopeProgram, Step, scope_program
+from nasir.backends.program import ScopeProgram, Step, last_uses, scope_program
 from nasir.backends.pytorch import resolve
 from nasir.gcpause import without_gc
 from nasir.ir.graph import IR
@@ -357,12 +357,24 @@ def _same(a: Any, b: Any) -> bool:
 
 
 class _Locals:
-    """Python variable names for the tensors a scope sees, read like the spec's names."""
+    """Python variable names for the tensors a scope sees, read like the spec's names.
+
+    A step whose first input dies there takes over that input's variable, as hand-written
+    PyTorch rebinds `x = self.bn1(x)`: intermediate tensors are then freed as soon as they
+    die instead of living until `forward` returns. A variable that carries such a chain is
+    the scope's input name (`x`) or `y`; a value that is not carried on keeps its node's name.
+    """
 
     def __init__(self, prog: ScopeProgram, reserved: set[str]):
         self.names: dict[str, str] = {}
         self.taken = _Taken()
         self.reserved = reserved  # never handed out
+        self.carrier: dict[str, str] = {}  # output -> the dying input whose variable it takes
+        for step, dying in zip(prog.steps, last_uses(prog), strict=True):
+            if (len(step.outputs) == 1 and step.inputs and step.inputs[0] in dying
+                    and step.inputs.count(step.inputs[0]) == 1):
+                self.carrier[step.outputs[0]] = step.inputs[0]
+        self.carried = set(self.carrier.values())
         single = len(prog.inputs) == 1
         for k, node_id in enumerate(prog.inputs):
             self._claim(node_id, "x" if single else f"x{k}")
@@ -379,11 +391,17 @@ class _Locals:
         return ", ".join(self.names[i] for i in step.inputs)
 
     def bind(self, step: Step) -> str:
+        if len(step.outputs) == 1 and step.outputs[0] in self.carrier:
+            name = self.names[self.carrier[step.outputs[0]]]
+            self.names[step.outputs[0]] = name
+            return name
         if step.kind == "scope":  # name a block's result after the block
             bases = [step.name] if len(step.outputs) == 1 else [
                 f"{step.name}_{k}" for k in range(len(step.outputs))]
         else:
             bases = [o.rsplit("/", 1)[-1] for o in step.outputs]
+        bases = ["y" if o in self.carried else b for o, b in zip(step.outputs, bases,
+                                                                  strict=True)]
         return ", ".join(self._claim(o, b) for o, b in zip(step.outputs, bases, strict=True))
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasir.backends.program import ScopeProgram, Step, scope_program
+from nasir.backends.program import ScopeProgram, Step, last_uses, scope_program
 from nasir.errors import SpecError
 from nasir.gcpause import without_gc
 from nasir.ir.graph import IR
@@ -56,9 +56,9 @@ class ScopeModule(nn.Module):
         super().__init__()
         self._inputs = list(program.inputs)
         self._outputs = list(program.outputs)
-        self._steps: list[tuple[str, str, Any, list[str], list[str]]] = []
-        for step in program.steps:
-            self._steps.append(self._prepare(step, program))
+        self._steps: list[tuple[str, str, Any, list[str], list[str], list[str]]] = []
+        for step, dying in zip(program.steps, last_uses(program), strict=True):
+            self._steps.append((*self._prepare(step, program), dying))
 
     def _prepare(self, step: Step, program: ScopeProgram) -> tuple:
         if step.kind == "scope":
@@ -73,10 +73,13 @@ class ScopeModule(nn.Module):
 
     def forward(self, *args: torch.Tensor) -> Any:
         env = dict(zip(self._inputs, args, strict=True))
-        for kind, name, fn, ins, outs in self._steps:
+        for kind, name, fn, ins, outs, dying in self._steps:
             values = [env[i] for i in ins]
+            for tensor in dying:  # freed as soon as the step is done with it
+                del env[tensor]
             call = getattr(self, name) if kind == "module" else partial(fn[0], **fn[1])
             result = call(*values)
+            del values
             if len(outs) == 1:
                 env[outs[0]] = result
             else:

@@ -162,3 +162,41 @@ def test_cli_compile_can_leave_the_plan_out(tmp_path) -> None:
     assert main(["compile", "resnet20", "--no-inplace", "-o", str(tmp_path / "b.py")]) == 0
     assert "inplace=True" in (tmp_path / "a.py").read_text()
     assert "inplace" not in (tmp_path / "b.py").read_text()
+
+
+CHAIN = """
+network n() {
+    input x: 4x6x6
+    return x >> conv(4, 3) as c1 >> bn as b1 >> relu as r1 >> conv(4, 3) as c2 >> bn as b2
+}
+"""
+
+
+def _load_generated(ir: IR, tmp_path, name: str) -> torch.nn.Module:
+    path = tmp_path / f"{name}.py"
+    path.write_text(to_python(ir, inplace=False))
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        return module.build()
+    finally:
+        del sys.modules[name]
+
+
+@pytest.mark.parametrize("backend", ["module", "source"])
+def test_dead_intermediate_tensors_are_freed_during_forward(backend: str, tmp_path) -> None:
+    """c1's output is dead once b1 has read it: by the time c2 runs it must be gone (the
+    forward does not hold every intermediate until it returns)."""
+    import weakref
+
+    ir = nasir.load(CHAIN, text=True)
+    model = (nasir.compile(ir, inplace=False) if backend == "module"
+             else _load_generated(ir, tmp_path, "chain_gen")).eval()
+    seen: dict[str, object] = {}
+    model.c1.register_forward_hook(lambda m, i, o: seen.update(c1=weakref.ref(o)))
+    model.c2.register_forward_pre_hook(lambda m, i: seen.update(alive=seen["c1"]() is not None))
+    with torch.no_grad():
+        model(torch.randn(2, 4, 6, 6))
+    assert seen["alive"] is False
