@@ -68,17 +68,18 @@ class ScopeModule(nn.Module):
             self.add_module(step.name, build_layer(step.lowering))
             return ("module", step.name, None, step.inputs, step.outputs)
         assert isinstance(step.lowering, Function)
-        return ("function", step.name, (resolve(step.lowering.fn), step.lowering.kwargs),
-                step.inputs, step.outputs)
+        fn = resolve(step.lowering.fn)
+        return ("function", step.name, partial(fn, **step.lowering.kwargs) if
+                step.lowering.kwargs else fn, step.inputs, step.outputs)
 
     def forward(self, *args: torch.Tensor) -> Any:
         env = dict(zip(self._inputs, args, strict=True))
-        for kind, name, fn, ins, outs, dying in self._steps:
+        modules = self._modules
+        for _, name, fn, ins, outs, dying in self._steps:
             values = [env[i] for i in ins]
             for tensor in dying:  # freed as soon as the step is done with it
                 del env[tensor]
-            call = getattr(self, name) if kind == "module" else partial(fn[0], **fn[1])
-            result = call(*values)
+            result = (modules[name] if fn is None else fn)(*values)
             del values
             if len(outs) == 1:
                 env[outs[0]] = result
