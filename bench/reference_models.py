@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
@@ -24,61 +25,35 @@ import test_ghostnet_official as ghost  # noqa: E402  (the fidelity test's trans
 import test_resnet_official as resnet  # noqa: E402
 
 
-class Bottleneck(nn.Module):
-    """torchvision's Bottleneck v1.5 (stride on the 3x3), as it runs."""
-
-    expansion = 4
-
-    def __init__(self, cin: int, planes: int, stride: int) -> None:
-        super().__init__()
-        cout = planes * self.expansion
-        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, cout, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                            nn.BatchNorm2d(cout))
+class _Bottleneck(resnet.Bottleneck):
+    """torchvision's Bottleneck v1.5 as it runs: in-place ReLUs, `out += identity`."""
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = self.bn2(F.conv2d(out, self.conv2.weight, stride=self.stride, padding=1))
+        out = self.bn3(self.conv3(F.relu(out, inplace=True)))
         if self.downsample is not None:
             identity = self.downsample(x)
         out += identity
-        return self.relu(out)
+        return F.relu(out, inplace=True)
 
 
-class ResNet50(nn.Module):
-    """torchvision's resnet50() forward: stem, four stages, pooling, fc."""
+class ResNet50(resnet.TorchvisionResNet50):
+    """torchvision's resnet50() as it runs (the fidelity test's transcription, in place)."""
 
-    def __init__(self, layers: tuple[int, ...] = (3, 4, 6, 3), classes: int = 1000) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        cin = 64
-        for i, blocks in enumerate(layers):
-            planes = 64 * 2 ** i
-            stage = []
-            for j in range(blocks):
-                stage.append(Bottleneck(cin, planes, 2 if i > 0 and j == 0 else 1))
-                cin = planes * Bottleneck.expansion
-            setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(cin, classes)
+    def __init__(self) -> None:
+        original = resnet.Bottleneck
+        resnet.Bottleneck = _Bottleneck  # the constructor builds these blocks
+        try:
+            super().__init__()
+        finally:
+            resnet.Bottleneck = original
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x)), inplace=True), 3, 2, 1)
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
 class _GhostBottleneck(ghost.GhostBottleneck):
@@ -111,8 +86,8 @@ class GhostNet(ghost.OfficialGhostNet):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.blocks(self.act(self.bn1(self.conv_stem(x))))
-        x = self.act(self.conv_head(nn.functional.adaptive_avg_pool2d(x, 1)))
-        x = nn.functional.dropout(x.view(x.size(0), -1), p=self.dropout, training=self.training)
+        x = self.act(self.conv_head(F.adaptive_avg_pool2d(x, 1)))
+        x = F.dropout(x.view(x.size(0), -1), p=self.dropout, training=self.training)
         return self.classifier(x)
 
 

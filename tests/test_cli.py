@@ -7,7 +7,6 @@ without the ~2 s interpreter start-up.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 
 import nasir
 from nasir.cli import main
+from nasir.testing.generated import import_file
 
 ERRORS = Path(__file__).parent / "errors"
 RESNET20_PARAMS = 272_474  # specs/resnet_cifar.arch header: option-B shortcuts
@@ -74,9 +74,7 @@ def test_nasir_compile_writes_an_importable_module_with_compiles_state_dict(
     result = run_nasir("compile", "resnet20", "-o", str(target), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"wrote {target}" in result.stdout
-    spec = importlib.util.spec_from_file_location("resnet20_model", target)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_file(target)
     built = module.build()
     assert list(built.state_dict()) == list(nasir.compile("resnet20").state_dict())
     assert module.INPUT_SHAPES == {"x": (3, 32, 32)}

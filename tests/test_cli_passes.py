@@ -4,7 +4,6 @@ bad or failing pass is a located error (exit 2), never an internal error."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from nasir.cli import main
 from nasir.errors import SpecError
 from nasir.ir import IR, Node, Transformer
 from nasir.passes.pipeline import pass_names, register_pass, unregister_pass
+from nasir.testing.generated import import_file
 
 SPEC = """network tiny() {
   input x: 3x8x8
@@ -116,10 +116,7 @@ def test_compile_with_a_pass_writes_code_that_runs(passes, spec: Path, tmp_path:
                               "-o", str(target))
     assert (status, err) == (0, "")
     assert "ReLU6" in target.read_text()
-    module_spec = importlib.util.spec_from_file_location("tiny_model", target)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    built = module.build().eval()
+    built = import_file(target).build().eval()
     reference = nasir.compile(nasir.transform(nasir.load(str(spec)), ["t_relu6"])).eval()
     built.load_state_dict(reference.state_dict())
     x = torch.randn(2, 3, 8, 8) * 10  # large enough that relu6 clips

@@ -3,9 +3,6 @@ and the same gradients as out-of-place ones (in-memory and generated source)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -14,6 +11,7 @@ import nasir
 from nasir.backends.python_source import to_python
 from nasir.ir.graph import IR
 from nasir.passes.inplace import plan_inplace
+from nasir.testing.generated import build_generated
 from nasir.testing.strategies import pass_irs
 
 RESIDUAL = """
@@ -135,17 +133,9 @@ def test_planned_modules_compute_the_same_function_and_gradients(ir: IR) -> None
 
 def test_generated_source_follows_the_plan(tmp_path) -> None:
     ir = nasir.load("resnet20")
-    path = tmp_path / "resnet20_gen.py"
-    path.write_text(to_python(ir))
-    spec = importlib.util.spec_from_file_location("resnet20_gen", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["resnet20_gen"] = module
-    try:
-        spec.loader.exec_module(module)
-        generated = module.build()
-    finally:
-        del sys.modules["resnet20_gen"]
-    assert "NF.add_(" in path.read_text() and "ReLU(inplace=True)" in path.read_text()
+    source = to_python(ir)
+    assert "NF.add_(" in source and "ReLU(inplace=True)" in source
+    generated = build_generated(ir, tmp_path)
     _, plain = _twins(ir)
     generated.load_state_dict(plain.state_dict())
     x = torch.randn(2, 3, 32, 32)
@@ -172,19 +162,6 @@ network n() {
 """
 
 
-def _load_generated(ir: IR, tmp_path, name: str) -> torch.nn.Module:
-    path = tmp_path / f"{name}.py"
-    path.write_text(to_python(ir, inplace=False))
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-        return module.build()
-    finally:
-        del sys.modules[name]
-
-
 @pytest.mark.parametrize("backend", ["module", "source"])
 def test_dead_intermediate_tensors_are_freed_during_forward(backend: str, tmp_path) -> None:
     """c1's output is dead once b1 has read it: by the time c2 runs it must be gone (the
@@ -193,7 +170,7 @@ def test_dead_intermediate_tensors_are_freed_during_forward(backend: str, tmp_pa
 
     ir = nasir.load(CHAIN, text=True)
     model = (nasir.compile(ir, inplace=False) if backend == "module"
-             else _load_generated(ir, tmp_path, "chain_gen")).eval()
+             else build_generated(ir, tmp_path, inplace=False)).eval()
     seen: dict[str, object] = {}
     model.c1.register_forward_hook(lambda m, i, o: seen.update(c1=weakref.ref(o)))
     model.c2.register_forward_pre_hook(lambda m, i: seen.update(alive=seen["c1"]() is not None))

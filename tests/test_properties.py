@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ from nasir.ir.graph import IR
 from nasir.passes.costs import CountingPolicy, Totals, count_costs
 from nasir.passes.shapes import infer_shapes
 from nasir.testing.checks import measure
+from nasir.testing.generated import import_file
 from nasir.testing.strategies import conv_attrs, feature_shapes, irs
 
 PROPERTY = settings(max_examples=30, deadline=None,
@@ -83,13 +83,9 @@ def test_printed_arch_text_loads_back_to_the_same_ir(ir: IR) -> None:
 
 
 def _import_generated(source: str, folder: Path):
-    name = f"nasir_generated_{next(_module_ids)}"
-    path = folder / f"{name}.py"
+    path = folder / f"nasir_generated_{next(_module_ids)}.py"
     path.write_text(source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_file(path)
 
 
 @PROPERTY

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import types
 
 import pytest
@@ -13,6 +11,7 @@ import nasir
 from nasir.backends.arch_printer import to_arch
 from nasir.backends.python_source import to_python
 from nasir.catalog import shipped_networks
+from nasir.testing.generated import build_generated
 
 # One network per paper construct: ghost modules (slices, SE), NASNet cells (shift,
 # drop_path), adder layers, learned group convs, DARTS cells (zero, dilated dw), ensembles.
@@ -30,13 +29,7 @@ def test_printed_arch_elaborates_to_an_equal_ir(name: str):
                                   "cars_a_cifar10"])
 def test_generated_python_is_the_compiled_module(name: str, tmp_path):
     ir = nasir.load(name)
-    path = tmp_path / f"gen_{name}.py"
-    path.write_text(to_python(ir))
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
-    spec.loader.exec_module(module)
-    generated, compiled = module.build().eval(), nasir.compile(ir).eval()
+    generated, compiled = build_generated(ir, tmp_path).eval(), nasir.compile(ir).eval()
     assert list(generated.state_dict()) == list(compiled.state_dict())
     generated.load_state_dict(compiled.state_dict())
     x = compiled.example_inputs(batch=1)
