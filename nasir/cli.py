@@ -108,6 +108,20 @@ def _build_parser() -> argparse.ArgumentParser:
     trans.add_argument("-o", "--output", required=True, help="the .arch file to write")
     trans.add_argument("--force", action="store_true", help="overwrite an existing file")
 
+    fit = _command(sub, "train", "train a spec on a data set, with a checkpoint per epoch",
+                   _cmd_train)
+    _spec_args(fit, passes=True)
+    fit.add_argument("--data", required=True, help="the data set: digits (scikit-learn's 8x8 "
+                     "digits, no download)")
+    fit.add_argument("--epochs", type=int, required=True)
+    fit.add_argument("--batch", type=int, default=64)
+    fit.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (cosine "
+                     "schedule, momentum 0.9, weight decay 5e-4)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--out", default=None, help="folder for checkpoint.pt, log.jsonl and "
+                     "report.json (default runs/NETWORK)")
+    fit.add_argument("--resume", action="store_true", help="continue the run in --out")
+
     listing = _command(sub, "list", "list the shipped networks", _cmd_list)
     listing.add_argument("--json", action="store_true")
     _command(sub, "ops", "list the primitive ops and their parameters", _cmd_ops)
@@ -260,6 +274,26 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     _write(args.output, to_python(ir, inplace=args.inplace), args.force)
     print(f"wrote {args.output}: {ir.name} ({len(ir)} ops); `from "
           f"{Path(args.output).stem} import build`")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from nasir.train import TrainConfig, train
+    from nasir.train.data import load_data
+
+    data = load_data(args.data)
+    if args.input is None:  # the data set decides the input shape
+        args.input = "x".join(map(str, data.input_shape))
+    ir = _load(args)
+    out = Path(args.out) if args.out else Path("runs") / ir.name
+    config = TrainConfig(epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
+                         out=out, resume=args.resume)
+    print(f"training {ir.name} on {data.name} ({len(data.train)} train, {len(data.val)} "
+          f"validation images) for {args.epochs} epochs; writing {out}/", flush=True)
+    result = train(ir, data, config, progress=lambda line: print(line, flush=True))
+    final = result.final
+    print(f"done: validation accuracy {final['val_acc']:.1%} after {final['epoch']} epochs; "
+          f"checkpoint {out / 'checkpoint.pt'}, log {out / 'log.jsonl'}")
     return 0
 
 

@@ -1,0 +1,198 @@
+"""The training loop of `nasir train`: SGD with momentum and a cosine schedule, one
+checkpoint per epoch, a JSON-lines log, and exact resumption.
+
+Contract: `train(ir, data, config)` trains `ir`'s compiled module on `data` for
+`config.epochs` epochs (continuing from the checkpoint in `config.out` with `resume`) and
+returns the history of per-epoch metrics. A run is reproducible: the model's initial weights,
+the shuffling and every random op follow `config.seed`, and their states are checkpointed,
+so a run stopped after epoch k and resumed ends with the same weights as one that ran
+through. A fresh run never overwrites an earlier run's files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from nasir.backends.pytorch import to_module
+from nasir.errors import SpecError, shown
+from nasir.files import write_atomic
+from nasir.ir.graph import IR
+from nasir.train.checkpoint import FILE_NAME, load_checkpoint, save_checkpoint, structure_hash
+from nasir.train.data import DataSplit
+
+LOG_NAME = "log.jsonl"
+REPORT_NAME = "report.json"
+MAX_EPOCHS = 100_000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    batch: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    seed: int = 0
+    out: Path = Path("runs")
+    resume: bool = False
+
+
+@dataclass
+class TrainResult:
+    network: str
+    history: list[dict[str, Any]] = field(default_factory=list)
+    out: Path | None = None
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+
+def train(ir: IR, data: DataSplit, config: TrainConfig,
+          progress: Callable[[str], None] | None = None) -> TrainResult:
+    """Train `ir` on `data` as `config` says (see the module docstring)."""
+    _check_config(ir, data, config)
+    torch.manual_seed(config.seed)
+    model = to_module(ir)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    shuffle = torch.Generator().manual_seed(config.seed + 1)
+    result = TrainResult(ir.name, out=config.out)
+    _prepare_folder(config)
+    start = 0
+    if config.resume:
+        state = load_checkpoint(config.out, ir)
+        start = _restore(state, model, optimizer, scheduler, shuffle, config)
+        result.history = list(state["history"])
+    loader = DataLoader(data.train, batch_size=config.batch, shuffle=True, generator=shuffle)
+    began = time.perf_counter()
+    for epoch in range(start, config.epochs):
+        record = _epoch(model, optimizer, loader, data, epoch)
+        scheduler.step()
+        result.history.append(record)
+        save_checkpoint(config.out, {  # first: the checkpoint is what a resume trusts
+            "network": ir.name, "structure": structure_hash(ir), "epoch": epoch + 1,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
+            "shuffle_rng": shuffle.get_state(), "history": result.history})
+        _append_log(config.out / LOG_NAME, record)
+        if progress is not None:
+            done = epoch + 1 - start
+            eta = (time.perf_counter() - began) / done * (config.epochs - epoch - 1)
+            progress(_progress_line(record, config.epochs, eta))
+    write_atomic(config.out / REPORT_NAME, json.dumps(
+        {"network": ir.name, "data": data.name, "epochs": config.epochs,
+         "final": result.final, "history": result.history}, indent=2) + "\n", force=True)
+    return result
+
+
+def _check_config(ir: IR, data: DataSplit, config: TrainConfig) -> None:
+    if not 1 <= config.epochs <= MAX_EPOCHS:
+        raise SpecError(f"--epochs {config.epochs} is out of range",
+                        expected=f"1 to {MAX_EPOCHS:,} (MAX_EPOCHS)")
+    if config.batch < 1 or not math.isfinite(config.lr) or config.lr <= 0:
+        raise SpecError(f"bad --batch {config.batch} or --lr {config.lr}",
+                        expected="a batch of 1 or more and a positive, finite learning rate")
+    out = ir.node(ir.output).shape
+    if out != (data.classes,):
+        raise SpecError(f"network {ir.name} outputs {'x'.join(map(str, out))} values but "
+                        f"{data.name} has {data.classes} classes",
+                        expected=f"a classifier with {data.classes} outputs, e.g. "
+                                 f"--set classes={data.classes}")
+
+
+def _prepare_folder(config: TrainConfig) -> None:
+    """Create the output folder; a fresh run refuses one that holds an earlier run."""
+    try:
+        config.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpecError(f"cannot create output folder '{shown(str(config.out))}': "
+                        f"{exc.strerror or exc}", expected="a writable folder for --out") from None
+    if not config.resume:
+        earlier = [n for n in (FILE_NAME, LOG_NAME, REPORT_NAME)
+                   if os.path.lexists(config.out / n)]
+        if earlier:
+            raise SpecError(f"'{shown(str(config.out))}' already holds a training run "
+                            f"({', '.join(earlier)}); it is left as it is",
+                            expected="--resume to continue it, or another --out folder")
+
+
+def _restore(state: dict, model, optimizer, scheduler, shuffle: torch.Generator,
+             config: TrainConfig) -> int:
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        shuffle.set_state(state["shuffle_rng"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise SpecError(f"the checkpoint in '{shown(str(config.out))}' does not fit this run: "
+                        f"{shown(str(exc).splitlines()[0], 200)}",
+                        expected="the same spec and options as the run that wrote it") from None
+    epoch = int(state["epoch"])
+    if epoch >= config.epochs:
+        raise SpecError(f"the run in '{shown(str(config.out))}' already has {epoch} epochs",
+                        expected=f"--epochs larger than {epoch} to train further")
+    return epoch
+
+
+def _epoch(model, optimizer, loader: DataLoader, data: DataSplit, epoch: int) -> dict:
+    model.train()
+    began = time.perf_counter()
+    total_loss, correct, seen = 0.0, 0, 0
+    for x, y in loader:
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item() * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(y)
+    seconds = time.perf_counter() - began
+    val_loss, val_acc = evaluate(model, data)
+    return {"epoch": epoch + 1, "loss": total_loss / seen, "train_acc": correct / seen,
+            "val_loss": val_loss, "val_acc": val_acc,
+            "lr": optimizer.param_groups[0]["lr"], "samples_per_s": seen / max(seconds, 1e-9)}
+
+
+@torch.no_grad()
+def evaluate(model, data: DataSplit, batch: int = 512) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) on the validation split, in eval mode."""
+    model.eval()
+    total, correct, seen = 0.0, 0, 0
+    for x, y in DataLoader(data.val, batch_size=batch):
+        logits = model(x)
+        total += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(y)
+    return total / seen, correct / seen
+
+
+def _append_log(path: Path, record: dict) -> None:
+    """Append one JSON line, never through a symlink planted at `path`."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        raise SpecError(f"cannot append to '{shown(str(path))}': {exc.strerror or exc}",
+                        expected="a regular file (not a link) in a writable folder") from None
+    with os.fdopen(fd, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _progress_line(record: dict, epochs: int, eta: float) -> str:
+    return (f"epoch {record['epoch']}/{epochs}  loss {record['loss']:.4f}  "
+            f"train {record['train_acc']:.1%}  val {record['val_acc']:.1%}  "
+            f"{record['samples_per_s']:,.0f} samples/s  ETA {eta:.0f} s")

@@ -1,0 +1,134 @@
+"""`nasir train`: learning on digits, exact resumption, and checkpoints as hostile input."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import assert_refused, run_real_cli
+
+import nasir
+import nasir.train.loop as loop
+from nasir.errors import SpecError
+from nasir.train import TrainConfig, train
+from nasir.train.data import load_data
+
+pytest.importorskip("sklearn", reason="--data digits needs scikit-learn")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data("digits")
+
+
+def _ir(width: int = 8):
+    return nasir.load("digits_cnn", width=width)
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return torch.load(folder / "checkpoint.pt", weights_only=True)["model"]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+class _Killed(Exception):
+    pass
+
+
+def _killed_after(epochs: int, run) -> None:
+    """Run `run` and kill it (an exception at the end of an epoch) after `epochs` epochs."""
+    original, calls = loop._progress_line, [0]
+
+    def stop(*args):
+        calls[0] += 1
+        if calls[0] >= epochs:
+            raise _Killed
+        return original(*args)
+
+    loop._progress_line = stop
+    try:
+        with pytest.raises(_Killed):
+            run()
+    finally:
+        loop._progress_line = original
+
+
+def test_a_small_cnn_learns_digits_well_above_chance(digits, tmp_path: Path) -> None:
+    result = train(_ir(), digits, TrainConfig(epochs=4, out=tmp_path))
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    assert result.final["val_acc"] > 0.6  # chance is 0.1
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 4
+    assert (tmp_path / "report.json").is_file()
+
+
+def test_a_killed_and_resumed_run_ends_as_an_uninterrupted_one(digits, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=4, seed=5)
+    whole = train(_ir(), digits, replace(config, out=tmp_path / "whole"))
+    parts = tmp_path / "parts"
+    _killed_after(2, lambda: train(_ir(), digits, replace(config, out=parts),
+                                   progress=lambda line: None))
+    assert torch.load(parts / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    resumed = train(_ir(), digits, replace(config, out=parts, resume=True))
+    got, want = _weights(parts), _weights(tmp_path / "whole")
+    assert all(torch.equal(got[k], want[k]) for k in want)
+
+    def timeless(history):
+        return [{k: v for k, v in r.items() if k != "samples_per_s"} for r in history]
+    assert timeless(resumed.history) == timeless(whole.history)
+
+
+def test_a_truncated_checkpoint_is_refused_and_left_as_it_is(digits, tmp_path: Path) -> None:
+    train(_ir(), digits, TrainConfig(epochs=1, out=tmp_path))
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(path.read_bytes()[:200])
+    before = _files(tmp_path)
+    with pytest.raises(SpecError, match="cannot read checkpoint"):
+        train(_ir(), digits, TrainConfig(epochs=2, out=tmp_path, resume=True))
+    assert _files(tmp_path) == before
+
+
+def test_a_checkpoint_of_another_network_is_refused(digits, tmp_path: Path) -> None:
+    train(_ir(width=8), digits, TrainConfig(epochs=1, out=tmp_path))
+    with pytest.raises(SpecError, match="another structure"):
+        train(_ir(width=4), digits, TrainConfig(epochs=2, out=tmp_path, resume=True))
+
+
+def test_a_fresh_run_never_overwrites_an_earlier_one(digits, tmp_path: Path) -> None:
+    train(_ir(), digits, TrainConfig(epochs=1, out=tmp_path))
+    before = _files(tmp_path)
+    with pytest.raises(SpecError, match="already holds a training run"):
+        train(_ir(), digits, TrainConfig(epochs=1, out=tmp_path))
+    assert _files(tmp_path) == before
+
+
+def test_a_classifier_of_the_wrong_width_is_refused(digits, tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="has 10 classes"):
+        train(nasir.load("digits_cnn", classes=7), digits, TrainConfig(epochs=1, out=tmp_path))
+
+
+def test_cli_trains_and_resumes_and_refuses_bad_input(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = run_real_cli("train", "digits_cnn", "--data", "digits", "--epochs", "1",
+                         "--out", str(out), entry_point=True)
+    assert first.returncode == 0, first.stderr
+    assert "epoch 1/1" in first.stdout and "validation accuracy" in first.stdout
+    again = run_real_cli("train", "digits_cnn", "--data", "digits", "--epochs", "2",
+                         "--out", str(out), "--resume")
+    assert again.returncode == 0, again.stderr
+    assert_refused(run_real_cli("train", "digits_cnn", "--data", "mnist", "--epochs", "1",
+                                "--out", str(tmp_path / "x")))
+    # a symlink planted where the log goes is not followed
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    os.unlink(out / "log.jsonl")
+    os.symlink(victim, out / "log.jsonl")
+    planted = run_real_cli("train", "digits_cnn", "--data", "digits", "--epochs", "3",
+                           "--out", str(out), "--resume")
+    assert_refused(planted)
+    assert victim.read_text() == "precious"
