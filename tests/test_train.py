@@ -132,3 +132,59 @@ def test_cli_trains_and_resumes_and_refuses_bad_input(tmp_path: Path) -> None:
                            "--out", str(out), "--resume")
     assert_refused(planted)
     assert victim.read_text() == "precious"
+
+
+LEARNED_GROUPS = """
+network lgc_digits() {
+    input x: 1x8x8
+    y = x >> conv(16, 3) as stem >> bn >> relu
+    y = y >> learned_group_conv(16, 4, 4) as lgc1 >> bn >> relu
+    y = y >> learned_group_conv(16, 4, 4) as lgc2 >> bn >> relu
+    return y >> gap >> flatten >> linear(10) as fc
+}
+"""
+
+
+def test_learned_group_convs_condense_on_schedule_and_still_learn(digits,
+                                                                  tmp_path: Path) -> None:
+    from nasir.layers.learned_group_conv import LearnedGroupConv
+
+    ir = nasir.load(LEARNED_GROUPS, text=True)
+    result = train(ir, digits, TrainConfig(epochs=6, out=tmp_path))
+    assert any("CondenseNet" in line for line in result.methods)
+    assert result.final["val_acc"] > 0.3  # chance is 0.1
+    model = nasir.compile(ir)
+    model.load_state_dict(_weights(tmp_path))
+    layers = [m for m in model.modules() if isinstance(m, LearnedGroupConv)]
+    assert len(layers) == 2
+    for layer in layers:  # the last stage: every group reads in/C = 4 of the 16 channels
+        assert int(layer.stage) == 3
+        assert layer.kept_columns().sum(1).tolist() == [4, 4, 4, 4]
+
+
+def test_methods_follow_what_the_module_holds() -> None:
+    from torch import nn
+
+    from nasir.layers.drop_path import ScheduledDropPath
+    from nasir.layers.learned_group_conv import LearnedGroupConv, group_lasso
+    from nasir.train.methods import Methods, progress_of
+
+    plain = Methods.of(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()))
+    assert (plain.describe(), plain.extra_loss()) == ([], None)
+    path = ScheduledDropPath(0.4)
+    lgc = LearnedGroupConv(8, 8, 2, 2)
+    both = Methods.of(nn.Sequential(lgc, path), lasso=0.5)
+    both.before_step(0.3)
+    assert float(path.progress) == pytest.approx(0.3)  # the drop-path ramp
+    assert int(lgc.stage) == 0  # C = 2: one condensing stage, over the first half
+    both.before_step(0.6)
+    assert int(lgc.stage) == 1
+    torch.testing.assert_close(both.extra_loss(), 0.5 * group_lasso(lgc))
+    assert progress_of(epoch=1, step=5, steps=10, epochs=4) == pytest.approx(15 / 40)
+
+
+def test_an_adder_net_learns_digits(digits, tmp_path: Path) -> None:
+    ir = nasir.transform(_ir(width=16), ["adder"])
+    result = train(ir, digits, TrainConfig(epochs=4, out=tmp_path))
+    assert any("AdderNet" in line for line in result.methods)
+    assert result.final["val_acc"] > 0.6  # chance is 0.1

@@ -29,6 +29,7 @@ from nasir.files import write_atomic
 from nasir.ir.graph import IR
 from nasir.train.checkpoint import FILE_NAME, load_checkpoint, save_checkpoint, structure_hash
 from nasir.train.data import DataSplit
+from nasir.train.methods import DEFAULT_LASSO, Methods, progress_of
 
 LOG_NAME = "log.jsonl"
 REPORT_NAME = "report.json"
@@ -40,6 +41,7 @@ class TrainConfig:
     epochs: int
     batch: int = 64
     lr: float = 0.05
+    lasso: float = DEFAULT_LASSO  # group-lasso weight, for learned group convs
     momentum: float = 0.9
     weight_decay: float = 5e-4
     seed: int = 0
@@ -52,6 +54,7 @@ class TrainResult:
     network: str
     history: list[dict[str, Any]] = field(default_factory=list)
     out: Path | None = None
+    methods: list[str] = field(default_factory=list)  # the training rules in force
 
     @property
     def final(self) -> dict[str, Any]:
@@ -68,7 +71,8 @@ def train(ir: IR, data: DataSplit, config: TrainConfig,
                                 weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     shuffle = torch.Generator().manual_seed(config.seed + 1)
-    result = TrainResult(ir.name, out=config.out)
+    methods = Methods.of(model, config.lasso)
+    result = TrainResult(ir.name, out=config.out, methods=methods.describe())
     _prepare_folder(config)
     start = 0
     if config.resume:
@@ -76,9 +80,11 @@ def train(ir: IR, data: DataSplit, config: TrainConfig,
         start = _restore(state, model, optimizer, scheduler, shuffle, config)
         result.history = list(state["history"])
     loader = DataLoader(data.train, batch_size=config.batch, shuffle=True, generator=shuffle)
+    for line in result.methods if progress is not None else ():
+        progress(f"method: {line}")
     began = time.perf_counter()
     for epoch in range(start, config.epochs):
-        record = _epoch(model, optimizer, loader, data, epoch)
+        record = _epoch(model, optimizer, loader, data, epoch, config.epochs, methods)
         scheduler.step()
         result.history.append(record)
         save_checkpoint(config.out, {  # first: the checkpoint is what a resume trusts
@@ -147,15 +153,18 @@ def _restore(state: dict, model, optimizer, scheduler, shuffle: torch.Generator,
     return epoch
 
 
-def _epoch(model, optimizer, loader: DataLoader, data: DataSplit, epoch: int) -> dict:
+def _epoch(model, optimizer, loader: DataLoader, data: DataSplit, epoch: int, epochs: int,
+           methods: Methods) -> dict:
     model.train()
     began = time.perf_counter()
     total_loss, correct, seen = 0.0, 0, 0
-    for x, y in loader:
+    for step, (x, y) in enumerate(loader):
+        methods.before_step(progress_of(epoch, step, len(loader), epochs))
         optimizer.zero_grad(set_to_none=True)
         logits = model(x)
         loss = torch.nn.functional.cross_entropy(logits, y)
-        loss.backward()
+        extra = methods.extra_loss()
+        (loss if extra is None else loss + extra).backward()
         optimizer.step()
         total_loss += loss.item() * len(y)
         correct += int((logits.argmax(1) == y).sum())
