@@ -188,3 +188,35 @@ def test_an_adder_net_learns_digits(digits, tmp_path: Path) -> None:
     result = train(ir, digits, TrainConfig(epochs=4, out=tmp_path))
     assert any("AdderNet" in line for line in result.methods)
     assert result.final["val_acc"] > 0.6  # chance is 0.1
+
+
+def test_cotraining_loss_on_known_logits() -> None:
+    import math
+
+    from nasir.train.methods import cot_weight, cotraining_loss
+
+    z1, z2 = torch.tensor([[0.0, 0.0]]), torch.tensor([[math.log(3.0), 0.0]])
+    y = torch.tensor([0])
+    p1, p2 = [0.5, 0.5], [0.75, 0.25]
+    mean = [(a + b) / 2 for a, b in zip(p1, p2, strict=True)]
+
+    def entropy(p: list[float]) -> float:
+        return -sum(v * math.log(v) for v in p)
+    ce = -math.log(0.5) - math.log(0.75)
+    js = entropy(mean) - (entropy(p1) + entropy(p2)) / 2
+    got = cotraining_loss([z1, z2], y, weight=0.5)
+    assert float(got) == pytest.approx(ce + 0.5 * js, rel=1e-6)
+    assert js > 0
+    assert float(cotraining_loss([z1, z1], y, weight=0.5)) == pytest.approx(2 * math.log(2))
+    assert [cot_weight(p) for p in (0.0, 0.125, 0.25, 0.9)] == pytest.approx(
+        [0.0, 0.25, 0.5, 0.5])
+
+
+def test_a_split_ensemble_co_trains_and_beats_each_member(digits, tmp_path: Path) -> None:
+    ir = nasir.transform(_ir(width=16), [("split", {"S": 2})])
+    result = train(ir, digits, TrainConfig(epochs=8, out=tmp_path))
+    assert any("SplitNet" in line for line in result.methods)
+    final = result.final
+    assert len(final["val_member_acc"]) == 2
+    assert final["val_acc"] > 0.8
+    assert final["val_acc"] >= max(final["val_member_acc"])

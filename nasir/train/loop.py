@@ -159,10 +159,11 @@ def _epoch(model, optimizer, loader: DataLoader, data: DataSplit, epoch: int, ep
     began = time.perf_counter()
     total_loss, correct, seen = 0.0, 0, 0
     for step, (x, y) in enumerate(loader):
-        methods.before_step(progress_of(epoch, step, len(loader), epochs))
+        progress = progress_of(epoch, step, len(loader), epochs)
+        methods.before_step(progress)
         optimizer.zero_grad(set_to_none=True)
         logits = model(x)
-        loss = torch.nn.functional.cross_entropy(logits, y)
+        loss = methods.task_loss(logits, y, progress)
         extra = methods.extra_loss()
         (loss if extra is None else loss + extra).backward()
         optimizer.step()
@@ -170,23 +171,32 @@ def _epoch(model, optimizer, loader: DataLoader, data: DataSplit, epoch: int, ep
         correct += int((logits.argmax(1) == y).sum())
         seen += len(y)
     seconds = time.perf_counter() - began
-    val_loss, val_acc = evaluate(model, data)
-    return {"epoch": epoch + 1, "loss": total_loss / seen, "train_acc": correct / seen,
-            "val_loss": val_loss, "val_acc": val_acc,
-            "lr": optimizer.param_groups[0]["lr"], "samples_per_s": seen / max(seconds, 1e-9)}
+    val_loss, val_acc, member_acc = evaluate(model, data, methods)
+    record = {"epoch": epoch + 1, "loss": total_loss / seen, "train_acc": correct / seen,
+              "val_loss": val_loss, "val_acc": val_acc,
+              "lr": optimizer.param_groups[0]["lr"], "samples_per_s": seen / max(seconds, 1e-9)}
+    if member_acc:
+        record["val_member_acc"] = member_acc
+    return record
 
 
 @torch.no_grad()
-def evaluate(model, data: DataSplit, batch: int = 512) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) on the validation split, in eval mode."""
+def evaluate(model, data: DataSplit, methods: Methods | None = None,
+             batch: int = 512) -> tuple[float, float, list[float]]:
+    """(mean cross-entropy, accuracy, each ensemble member's accuracy) on the validation
+    split, in eval mode."""
     model.eval()
     total, correct, seen = 0.0, 0, 0
+    members: list[int] = []
     for x, y in DataLoader(data.val, batch_size=batch):
         logits = model(x)
         total += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
         seen += len(y)
-    return total / seen, correct / seen
+        if methods is not None and methods.ensembles == 1:
+            hits = [int((z.argmax(1) == y).sum()) for z in methods.members]
+            members = [a + b for a, b in zip(members, hits, strict=True)] if members else hits
+    return total / seen, correct / seen, [m / seen for m in members]
 
 
 def _append_log(path: Path, record: dict) -> None:
@@ -202,6 +212,8 @@ def _append_log(path: Path, record: dict) -> None:
 
 
 def _progress_line(record: dict, epochs: int, eta: float) -> str:
+    members = record.get("val_member_acc", [])
+    members = f" (members {', '.join(f'{a:.1%}' for a in members)})" if members else ""
     return (f"epoch {record['epoch']}/{epochs}  loss {record['loss']:.4f}  "
-            f"train {record['train_acc']:.1%}  val {record['val_acc']:.1%}  "
+            f"train {record['train_acc']:.1%}  val {record['val_acc']:.1%}{members}  "
             f"{record['samples_per_s']:,.0f} samples/s  ETA {eta:.0f} s")
