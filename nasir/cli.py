@@ -122,6 +122,13 @@ def _build_parser() -> argparse.ArgumentParser:
                      "report.json (default runs/NETWORK)")
     fit.add_argument("--resume", action="store_true", help="continue the run in --out")
 
+    filters = _command(sub, "filters", "count invalid filters (l1 norm below a threshold) per "
+                       "layer of a checkpoint, as Filter Grafting's figures do", _cmd_filters)
+    filters.add_argument("checkpoint", help="a checkpoint file, or a `nasir train` run folder")
+    filters.add_argument("--threshold", type=float, default=1e-2,
+                         help="l1 norm under which a filter is invalid (default 0.01)")
+    filters.add_argument("--json", action="store_true")
+
     listing = _command(sub, "list", "list the shipped networks", _cmd_list)
     listing.add_argument("--json", action="store_true")
     _command(sub, "ops", "list the primitive ops and their parameters", _cmd_ops)
@@ -294,6 +301,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
     final = result.final
     print(f"done: validation accuracy {final['val_acc']:.1%} after {final['epoch']} epochs; "
           f"checkpoint {out / 'checkpoint.pt'}, log {out / 'log.jsonl'}")
+    return 0
+
+
+def _cmd_filters(args: argparse.Namespace) -> int:
+    import math
+
+    from nasir.train.graft import invalid_filters
+    from nasir.weights import load_checkpoint
+
+    if not math.isfinite(args.threshold) or args.threshold < 0:
+        raise SpecError(f"bad --threshold {args.threshold}", expected="a number >= 0")
+    path = Path(args.checkpoint)
+    state, _ = load_checkpoint(path / "checkpoint.pt" if path.is_dir() else path)
+    rows = invalid_filters(state, args.threshold)
+    total, invalid = sum(r.filters for r in rows), sum(r.invalid for r in rows)
+    if args.json:
+        print(json.dumps({"threshold": args.threshold, "filters": total, "invalid": invalid,
+                          "layers": [vars(r) for r in rows]}, indent=2))
+        return 0
+    width = max([len(r.layer) for r in rows] + [5])
+    print(f"{'layer':<{width}}  filters  invalid  (l1 norm < {args.threshold:g})")
+    for r in rows:
+        print(f"{r.layer:<{width}}  {r.filters:>7,}  {r.invalid:>7,}")
+    share = invalid / total if total else 0.0
+    print(f"{'total':<{width}}  {total:>7,}  {invalid:>7,}  ({share:.1%} invalid)")
     return 0
 
 
