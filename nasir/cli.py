@@ -121,6 +121,9 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", default=None, help="folder for checkpoint.pt, log.jsonl and "
                      "report.json (default runs/NETWORK)")
     fit.add_argument("--resume", action="store_true", help="continue the run in --out")
+    fit.add_argument("--graft", type=int, default=1, metavar="K",
+                     help="train K networks and graft them in a ring every epoch (Filter "
+                          "Grafting); the first is the one saved as `model`")
 
     filters = _command(sub, "filters", "count invalid filters (l1 norm below a threshold) per "
                        "layer of a checkpoint, as Filter Grafting's figures do", _cmd_filters)
@@ -294,7 +297,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     ir = _load(args)
     out = Path(args.out) if args.out else Path("runs") / ir.name
     config = TrainConfig(epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
-                         out=out, resume=args.resume)
+                         out=out, resume=args.resume, graft=args.graft)
     print(f"training {ir.name} on {data.name} ({len(data.train)} train, {len(data.val)} "
           f"validation images) for {args.epochs} epochs; writing {out}/", flush=True)
     result = train(ir, data, config, progress=lambda line: print(line, flush=True))

@@ -220,3 +220,41 @@ def test_a_split_ensemble_co_trains_and_beats_each_member(digits, tmp_path: Path
     assert len(final["val_member_acc"]) == 2
     assert final["val_acc"] > 0.8
     assert final["val_acc"] >= max(final["val_member_acc"])
+
+
+def test_grafted_networks_take_from_their_ring_neighbour_and_learn(digits, tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    calls: list[tuple[int, int]] = []
+    real = loop.graft
+
+    def spy(own, other):
+        calls.append((own["conv1.weight"].data_ptr(), other["conv1.weight"].data_ptr()))
+        return real(own, other)
+
+    monkeypatch.setattr(loop, "graft", spy)
+    made = []
+    real_replica = loop._replica
+    monkeypatch.setattr(loop, "_replica", lambda *a: made.append(real_replica(*a)) or made[-1])
+    result = train(_ir(), digits, TrainConfig(epochs=2, out=tmp_path, graft=3))
+    ptr = [r.model.get_parameter("conv1.weight").data_ptr() for r in made]
+    assert calls == [(ptr[k], ptr[(k + 1) % 3]) for k in range(3)] * 2  # a ring, each epoch
+    assert any("Filter Grafting" in line for line in result.methods)
+    assert len(result.final["val_acc_each"]) == 3
+    torch.testing.assert_close(_weights(tmp_path)["conv1.weight"],
+                               made[0].model.get_parameter("conv1.weight").detach())
+
+
+def test_a_grafted_run_resumes_exactly_and_refuses_another_k(digits, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=4, seed=1, graft=2)
+    whole = train(_ir(width=16), digits, replace(config, out=tmp_path / "whole"))
+    parts = tmp_path / "parts"
+    _killed_after(1, lambda: train(_ir(width=16), digits, replace(config, out=parts),
+                                   progress=lambda line: None))
+    with pytest.raises(SpecError, match="trained 2 network"):
+        train(_ir(width=16), digits, replace(config, out=parts, resume=True, graft=3))
+    train(_ir(width=16), digits, replace(config, out=parts, resume=True))
+    got = torch.load(parts / "checkpoint.pt", weights_only=True)["replicas"]
+    want = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["replicas"]
+    for a, b in zip(got, want, strict=True):
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"])
+    assert min(whole.final["val_acc_each"]) > 0.6  # both grafted networks learn

@@ -1,6 +1,7 @@
 """Training checkpoints: written atomically every epoch, read back as hostile input.
 
-A checkpoint holds the model, optimizer and scheduler states, the RNG states, the epoch,
+A checkpoint holds, for each network trained (one, or K with grafting), the model,
+optimizer and scheduler states and its shuffling RNG, then the global RNG state, the epoch,
 the history of metrics and the network's structure (its IR signature), so `--resume`
 continues exactly where a run stopped and refuses a checkpoint of another network. Files are
 written with `nasir.files.write_atomic` (temporary file, fsync, rename: a crash leaves the
@@ -25,8 +26,8 @@ from nasir.ir.graph import IR
 
 FORMAT = "nasir-train-1"
 FILE_NAME = "checkpoint.pt"
-REQUIRED = ("format", "network", "structure", "epoch", "model", "optimizer", "scheduler",
-            "rng", "shuffle_rng", "history")
+REQUIRED = ("format", "network", "structure", "epoch", "replicas", "rng", "history")
+REPLICA = ("model", "optimizer", "scheduler", "shuffle_rng")
 
 
 def structure_hash(ir: IR) -> str:
@@ -58,8 +59,11 @@ def load_checkpoint(folder: Path, ir: IR) -> dict[str, Any]:
         raise SpecError(f"cannot read checkpoint '{name}': {detail}",
                         expected="a whole checkpoint written by `nasir train` (it was left "
                                  "untouched)") from None
+    replicas = state.get("replicas") if isinstance(state, dict) else None
     if not isinstance(state, dict) or state.get("format") != FORMAT or any(
-            key not in state for key in REQUIRED):
+            key not in state for key in REQUIRED) or not isinstance(replicas, list) or not (
+            replicas and all(isinstance(r, dict) and all(k in r for k in REPLICA)
+                             for r in replicas)):
         raise SpecError(f"'{name}' is not a nasir training checkpoint (format {FORMAT})",
                         expected="a checkpoint written by `nasir train`")
     if state["network"] != ir.name or state["structure"] != structure_hash(ir):

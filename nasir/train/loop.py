@@ -29,11 +29,13 @@ from nasir.files import write_atomic
 from nasir.ir.graph import IR
 from nasir.train.checkpoint import FILE_NAME, load_checkpoint, save_checkpoint, structure_hash
 from nasir.train.data import DataSplit
+from nasir.train.graft import graft
 from nasir.train.methods import DEFAULT_LASSO, Methods, progress_of
 
 LOG_NAME = "log.jsonl"
 REPORT_NAME = "report.json"
 MAX_EPOCHS = 100_000
+MAX_GRAFT = 16
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class TrainConfig:
     batch: int = 64
     lr: float = 0.05
     lasso: float = DEFAULT_LASSO  # group-lasso weight, for learned group convs
+    graft: int = 1  # K > 1: train K networks and graft them in a ring every epoch
     momentum: float = 0.9
     weight_decay: float = 5e-4
     seed: int = 0
@@ -61,37 +64,70 @@ class TrainResult:
         return self.history[-1] if self.history else {}
 
 
-def train(ir: IR, data: DataSplit, config: TrainConfig,
-          progress: Callable[[str], None] | None = None) -> TrainResult:
-    """Train `ir` on `data` as `config` says (see the module docstring)."""
-    _check_config(ir, data, config)
-    torch.manual_seed(config.seed)
+@dataclass
+class _Replica:
+    """One network being trained: with `--graft K` there are K, grafted in a ring."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    shuffle: torch.Generator
+    loader: DataLoader
+    methods: Methods
+
+    def state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "shuffle_rng": self.shuffle.get_state()}
+
+
+def _replica(ir: IR, data: DataSplit, config: TrainConfig, index: int) -> _Replica:
+    torch.manual_seed(config.seed + index)  # K networks start from different weights
     model = to_module(ir)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    shuffle = torch.Generator().manual_seed(config.seed + 1)
-    methods = Methods.of(model, config.lasso)
-    result = TrainResult(ir.name, out=config.out, methods=methods.describe())
+    shuffle = torch.Generator().manual_seed(config.seed + 1 + index)  # and see other orders
+    loader = DataLoader(data.train, batch_size=config.batch, shuffle=True, generator=shuffle)
+    return _Replica(model, optimizer, scheduler, shuffle, loader,
+                    Methods.of(model, config.lasso))
+
+
+def train(ir: IR, data: DataSplit, config: TrainConfig,
+          progress: Callable[[str], None] | None = None) -> TrainResult:
+    """Train `ir` on `data` as `config` says (see the module docstring)."""
+    _check_config(ir, data, config)
+    replicas = [_replica(ir, data, config, k) for k in range(config.graft)]
+    methods = replicas[0].methods.describe()
+    if config.graft > 1:
+        methods.append(f"Filter Grafting: {config.graft} networks grafted in a ring every "
+                       "epoch (entropy-weighted, A=0.4, c=500)")
+    result = TrainResult(ir.name, out=config.out, methods=methods)
     _prepare_folder(config)
     start = 0
     if config.resume:
         state = load_checkpoint(config.out, ir)
-        start = _restore(state, model, optimizer, scheduler, shuffle, config)
+        start = _restore(state, replicas, config)
         result.history = list(state["history"])
-    loader = DataLoader(data.train, batch_size=config.batch, shuffle=True, generator=shuffle)
     for line in result.methods if progress is not None else ():
         progress(f"method: {line}")
     began = time.perf_counter()
     for epoch in range(start, config.epochs):
-        record = _epoch(model, optimizer, loader, data, epoch, config.epochs, methods)
-        scheduler.step()
+        records = [_epoch(r.model, r.optimizer, r.loader, data, epoch, config.epochs, r.methods)
+                   for r in replicas]
+        for r in replicas:
+            r.scheduler.step()
+        record = records[0]
+        if len(replicas) > 1:
+            _graft_ring(replicas)
+            after = [evaluate(r.model, data, r.methods) for r in replicas]
+            record["val_loss"], record["val_acc"], _ = after[0]
+            record["val_acc_each"] = [acc for _, acc, _ in after]
         result.history.append(record)
         save_checkpoint(config.out, {  # first: the checkpoint is what a resume trusts
             "network": ir.name, "structure": structure_hash(ir), "epoch": epoch + 1,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
-            "shuffle_rng": shuffle.get_state(), "history": result.history})
+            "replicas": [r.state() for r in replicas], "rng": torch.get_rng_state(),
+            "model": replicas[0].model.state_dict(),  # what weight loaders look for
+            "history": result.history})
         _append_log(config.out / LOG_NAME, record)
         if progress is not None:
             done = epoch + 1 - start
@@ -103,10 +139,21 @@ def train(ir: IR, data: DataSplit, config: TrainConfig,
     return result
 
 
+def _graft_ring(replicas: list[_Replica]) -> None:
+    """Network k takes from network k+1 (mod K), all from the weights before grafting."""
+    states = [r.model.state_dict() for r in replicas]
+    grafted = [graft(states[k], states[(k + 1) % len(states)]) for k in range(len(states))]
+    for replica, state in zip(replicas, grafted, strict=True):
+        replica.model.load_state_dict(state)
+
+
 def _check_config(ir: IR, data: DataSplit, config: TrainConfig) -> None:
     if not 1 <= config.epochs <= MAX_EPOCHS:
         raise SpecError(f"--epochs {config.epochs} is out of range",
                         expected=f"1 to {MAX_EPOCHS:,} (MAX_EPOCHS)")
+    if not 1 <= config.graft <= MAX_GRAFT:
+        raise SpecError(f"--graft {config.graft} is out of range",
+                        expected=f"1 (no grafting) to {MAX_GRAFT} networks (MAX_GRAFT)")
     if config.batch < 1 or not math.isfinite(config.lr) or config.lr <= 0:
         raise SpecError(f"bad --batch {config.batch} or --lr {config.lr}",
                         expected="a batch of 1 or more and a positive, finite learning rate")
@@ -134,14 +181,18 @@ def _prepare_folder(config: TrainConfig) -> None:
                             expected="--resume to continue it, or another --out folder")
 
 
-def _restore(state: dict, model, optimizer, scheduler, shuffle: torch.Generator,
-             config: TrainConfig) -> int:
+def _restore(state: dict, replicas: list[_Replica], config: TrainConfig) -> int:
+    if len(state["replicas"]) != len(replicas):
+        raise SpecError(f"the run in '{shown(str(config.out))}' trained "
+                        f"{len(state['replicas'])} network(s), not {len(replicas)}",
+                        expected=f"--graft {len(state['replicas'])} to continue it")
     try:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        for replica, saved in zip(replicas, state["replicas"], strict=True):
+            replica.model.load_state_dict(saved["model"])
+            replica.optimizer.load_state_dict(saved["optimizer"])
+            replica.scheduler.load_state_dict(saved["scheduler"])
+            replica.shuffle.set_state(saved["shuffle_rng"])
         torch.set_rng_state(state["rng"])
-        shuffle.set_state(state["shuffle_rng"])
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise SpecError(f"the checkpoint in '{shown(str(config.out))}' does not fit this run: "
                         f"{shown(str(exc).splitlines()[0], 200)}",
@@ -212,8 +263,8 @@ def _append_log(path: Path, record: dict) -> None:
 
 
 def _progress_line(record: dict, epochs: int, eta: float) -> str:
-    members = record.get("val_member_acc", [])
-    members = f" (members {', '.join(f'{a:.1%}' for a in members)})" if members else ""
+    members = record.get("val_member_acc", record.get("val_acc_each", []))
+    members = f" (each {', '.join(f'{a:.1%}' for a in members)})" if members else ""
     return (f"epoch {record['epoch']}/{epochs}  loss {record['loss']:.4f}  "
             f"train {record['train_acc']:.1%}  val {record['val_acc']:.1%}{members}  "
             f"{record['samples_per_s']:,.0f} samples/s  ETA {eta:.0f} s")
