@@ -125,6 +125,13 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="train K networks and graft them in a ring every epoch (Filter "
                           "Grafting); the first is the one saved as `model`")
 
+    deploy = _command(sub, "condense", "convert a trained CondenseNet checkpoint into the "
+                      "weights of its deployed (condensed) form", _cmd_condense)
+    _spec_args(deploy, passes=True)
+    deploy.add_argument("--checkpoint", required=True, help="the `nasir train` run folder")
+    deploy.add_argument("-o", "--output", required=True, help="the .pt state dict to write")
+    deploy.add_argument("--force", action="store_true", help="overwrite an existing file")
+
     filters = _command(sub, "filters", "count invalid filters (l1 norm below a threshold) per "
                        "layer of a checkpoint, as Filter Grafting's figures do", _cmd_filters)
     filters.add_argument("checkpoint", help="a checkpoint file, or a `nasir train` run folder")
@@ -304,6 +311,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
     final = result.final
     print(f"done: validation accuracy {final['val_acc']:.1%} after {final['epoch']} epochs; "
           f"checkpoint {out / 'checkpoint.pt'}, log {out / 'log.jsonl'}")
+    return 0
+
+
+def _cmd_condense(args: argparse.Namespace) -> int:
+    import io
+
+    import torch
+
+    from nasir.passes.costs import count_costs
+    from nasir.train.checkpoint import load_checkpoint
+    from nasir.train.condense import condensed_weights
+
+    ir = _load(args)
+    state = load_checkpoint(Path(args.checkpoint), ir)
+    deployed, weights = condensed_weights(ir, state["model"])
+    buffer = io.BytesIO()
+    torch.save(weights, buffer)
+    _write(args.output, buffer.getvalue(), args.force)
+    before, after = count_costs(ir).total, count_costs(deployed).total
+    print(f"wrote {args.output}: {ir.name} condensed, {before.params:,} -> {after.params:,} "
+          f"parameters, {before.macs:,} -> {after.macs:,} MACs; load it into "
+          f"nasir.compile(nasir.transform(ir, ['condense']))")
     return 0
 
 

@@ -258,3 +258,53 @@ def test_a_grafted_run_resumes_exactly_and_refuses_another_k(digits, tmp_path: P
     for a, b in zip(got, want, strict=True):
         assert all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"])
     assert min(whole.final["val_acc_each"]) > 0.6  # both grafted networks learn
+
+
+def test_condensed_trained_weights_compute_the_masked_models_function(digits,
+                                                                      tmp_path: Path) -> None:
+    from nasir.train.condense import condensed_weights, module_path
+
+    spec = LEARNED_GROUPS.replace("linear(10) as fc", "condensing_linear(10, 0.5) as fc")
+    ir = nasir.load(spec, text=True)
+    train(ir, digits, TrainConfig(epochs=4, out=tmp_path))
+    state = _weights(tmp_path)
+    deployed, weights = condensed_weights(ir, state)
+    masked, condensed = nasir.compile(ir).eval(), nasir.compile(deployed).eval()
+    masked.load_state_dict(state)
+    condensed.load_state_dict(weights)
+    # the classifier keeps its 8 strongest of 16 features: drop the others from the masked
+    fc = masked.get_submodule(module_path("fc"))
+    kept = torch.zeros(16, dtype=torch.bool)
+    kept[weights["fc.index"]] = True
+    with torch.no_grad():
+        fc.weight[:, ~kept] = 0.0
+    x = digits.val.tensors[0][:64]
+    with torch.no_grad():
+        diff = (masked(x) - condensed(x)).abs().max()
+    assert float(diff) <= 1e-5
+    assert nasir.stats(deployed).total.params < nasir.stats(ir).total.params
+
+
+def test_cli_condense_refuses_a_run_that_has_not_finished_condensing(tmp_path: Path) -> None:
+    spec = tmp_path / "lgc.arch"
+    spec.write_text(LEARNED_GROUPS)
+    run = tmp_path / "run"
+    first = run_real_cli("train", str(spec), "--data", "digits", "--epochs", "4", "--out",
+                         str(run))
+    assert first.returncode == 0, first.stderr
+    ok = run_real_cli("condense", str(spec), "--checkpoint", str(run), "-o",
+                      str(tmp_path / "deployed.pt"))
+    assert ok.returncode == 0, ok.stderr
+    assert "922 -> 538 parameters" in ok.stdout
+    loaded = torch.load(tmp_path / "deployed.pt", weights_only=True)
+    model = nasir.compile(nasir.transform(nasir.load(str(spec)), ["condense"]))
+    model.load_state_dict(loaded)
+    # a run stopped at 10% of a long schedule has not condensed: refused, nothing written
+    early = tmp_path / "early"
+    _killed_after(1, lambda: train(nasir.load(str(spec)), load_data("digits"),
+                                   TrainConfig(epochs=20, out=early), progress=lambda line: None))
+    refused = run_real_cli("condense", str(spec), "--checkpoint", str(early), "-o",
+                           str(tmp_path / "no.pt"))
+    assert_refused(refused)
+    assert "cannot be condensed yet" in refused.stderr
+    assert not (tmp_path / "no.pt").exists()
