@@ -112,16 +112,20 @@ def train(ir: IR, data: DataSplit, config: TrainConfig,
         progress(f"method: {line}")
     began = time.perf_counter()
     for epoch in range(start, config.epochs):
-        records = [_epoch(r.model, r.optimizer, r.loader, data, epoch, config.epochs, r.methods)
-                   for r in replicas]
+        trained = [_epoch(r.model, r.optimizer, r.loader, epoch, config.epochs, r.methods)
+                   for r in replicas]  # every network trains; the record is the first's
+        record = trained[0]
         for r in replicas:
             r.scheduler.step()
-        record = records[0]
         if len(replicas) > 1:
             _graft_ring(replicas)
-            after = [evaluate(r.model, data, r.methods) for r in replicas]
-            record["val_loss"], record["val_acc"], _ = after[0]
-            record["val_acc_each"] = [acc for _, acc, _ in after]
+        # validated once per epoch, after grafting: the networks as they go on training
+        scores = [evaluate(r.model, data, r.methods) for r in replicas]
+        record["val_loss"], record["val_acc"], members = scores[0]
+        if members:
+            record["val_member_acc"] = members
+        if len(replicas) > 1:
+            record["val_acc_each"] = [acc for _, acc, _ in scores]
         result.history.append(record)
         save_checkpoint(config.out, {  # first: the checkpoint is what a resume trusts
             "network": ir.name, "structure": structure_hash(ir), "epoch": epoch + 1,
@@ -204,8 +208,9 @@ def _restore(state: dict, replicas: list[_Replica], config: TrainConfig) -> int:
     return epoch
 
 
-def _epoch(model, optimizer, loader: DataLoader, data: DataSplit, epoch: int, epochs: int,
+def _epoch(model, optimizer, loader: DataLoader, epoch: int, epochs: int,
            methods: Methods) -> dict:
+    """One epoch of training; its loss, accuracy, learning rate and speed."""
     model.train()
     began = time.perf_counter()
     total_loss, correct, seen = 0.0, 0, 0
@@ -222,13 +227,8 @@ def _epoch(model, optimizer, loader: DataLoader, data: DataSplit, epoch: int, ep
         correct += int((logits.argmax(1) == y).sum())
         seen += len(y)
     seconds = time.perf_counter() - began
-    val_loss, val_acc, member_acc = evaluate(model, data, methods)
-    record = {"epoch": epoch + 1, "loss": total_loss / seen, "train_acc": correct / seen,
-              "val_loss": val_loss, "val_acc": val_acc,
-              "lr": optimizer.param_groups[0]["lr"], "samples_per_s": seen / max(seconds, 1e-9)}
-    if member_acc:
-        record["val_member_acc"] = member_acc
-    return record
+    return {"epoch": epoch + 1, "loss": total_loss / seen, "train_acc": correct / seen,
+            "lr": optimizer.param_groups[0]["lr"], "samples_per_s": seen / max(seconds, 1e-9)}
 
 
 @torch.no_grad()
