@@ -315,20 +315,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_condense(args: argparse.Namespace) -> int:
-    import io
-
-    import torch
-
     from nasir.passes.costs import count_costs
     from nasir.train.checkpoint import load_checkpoint
     from nasir.train.condense import condensed_weights
+    from nasir.weights import saved_bytes
 
     ir = _load(args)
     state = load_checkpoint(Path(args.checkpoint), ir)
     deployed, weights = condensed_weights(ir, state["model"])
-    buffer = io.BytesIO()
-    torch.save(weights, buffer)
-    _write(args.output, buffer.getvalue(), args.force)
+    _write(args.output, saved_bytes(weights), args.force)
     before, after = count_costs(ir).total, count_costs(deployed).total
     print(f"wrote {args.output}: {ir.name} condensed, {before.params:,} -> {after.params:,} "
           f"parameters, {before.macs:,} -> {after.macs:,} MACs; load it into "
@@ -339,13 +334,14 @@ def _cmd_condense(args: argparse.Namespace) -> int:
 def _cmd_filters(args: argparse.Namespace) -> int:
     import math
 
+    from nasir.train.checkpoint import FILE_NAME
     from nasir.train.graft import invalid_filters
     from nasir.weights import load_checkpoint
 
     if not math.isfinite(args.threshold) or args.threshold < 0:
         raise SpecError(f"bad --threshold {args.threshold}", expected="a number >= 0")
     path = Path(args.checkpoint)
-    state, _ = load_checkpoint(path / "checkpoint.pt" if path.is_dir() else path)
+    state, _ = load_checkpoint(path / FILE_NAME if path.is_dir() else path)
     rows = invalid_filters(state, args.threshold)
     total, invalid = sum(r.filters for r in rows), sum(r.invalid for r in rows)
     if args.json:

@@ -296,10 +296,15 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], s
     return _tensors(data), "the whole file"
 
 
-def state_dict_bytes(module: torch.nn.Module) -> bytes:
-    """The module's state_dict as torch.save bytes (for nasir.files.write_atomic)."""
+def saved_bytes(obj: Any) -> bytes:
+    """`obj` (a state dict, a checkpoint) as torch.save bytes, for nasir.files.write_atomic."""
     import torch
 
     buffer = io.BytesIO()
-    torch.save(module.state_dict(), buffer)
+    torch.save(obj, buffer)
     return buffer.getvalue()
+
+
+def state_dict_bytes(module: torch.nn.Module) -> bytes:
+    """The module's state_dict as torch.save bytes (for nasir.files.write_atomic)."""
+    return saved_bytes(module.state_dict())

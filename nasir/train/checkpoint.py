@@ -13,7 +13,6 @@ file, and the file is left as it is.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import torch
 from nasir.errors import SpecError, shown
 from nasir.files import write_atomic
 from nasir.ir.graph import IR
+from nasir.weights import saved_bytes
 
 FORMAT = "nasir-train-1"
 FILE_NAME = "checkpoint.pt"
@@ -37,10 +37,8 @@ def structure_hash(ir: IR) -> str:
 
 def save_checkpoint(folder: Path, state: dict[str, Any]) -> Path:
     """Write `state` (with FORMAT) to folder/checkpoint.pt, replacing the previous one."""
-    buffer = io.BytesIO()
-    torch.save({"format": FORMAT, **state}, buffer)
     path = folder / FILE_NAME
-    write_atomic(path, buffer.getvalue(), force=True)
+    write_atomic(path, saved_bytes({"format": FORMAT, **state}), force=True)
     return path
 
 
