@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _OFF = {"off", "0", "no", "false", ""}
 
@@ -71,6 +75,30 @@ def write_entry(name: str, data: bytes) -> bool:
     except SpecError:
         return False
     return True
+
+
+def cached(name: str, build: Callable[[], T], load: Callable[[bytes], T | None],
+           dump: Callable[[T], bytes]) -> tuple[T, bool]:
+    """(the value of entry `name`, whether it was just stored).
+
+    `load` turns a stored entry back into the value (None, or any exception, means the entry
+    cannot be used); otherwise the value is `build()`, and `dump(value)` is stored. A value
+    `dump` cannot serialise (a RecursionError, say) is returned without being stored.
+    """
+    data = read_entry(name)
+    if data is not None:
+        try:
+            value = load(data)
+        except Exception:  # damaged, stale, or too deep to read back: rebuild and replace it
+            value = None
+        if value is not None:
+            return value, False
+    value = build()
+    try:
+        data = dump(value)
+    except RecursionError:
+        return value, False
+    return value, write_entry(name, data)
 
 
 def _private(path: Path, directory: bool) -> bool:

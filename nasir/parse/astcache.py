@@ -19,7 +19,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from nasir.cache import cache_dir, read_entry, write_entry
+from nasir.cache import cache_dir, cached
 from nasir.parse import ast
 
 PREFIX = "ast-"
@@ -28,25 +28,22 @@ MAX_ENTRIES = 512
 
 def parse_cached(text: str, file: str = "<string>") -> ast.Module:
     """`nasir.parse.parser.parse_text(text, file)`, from the cache when it holds it."""
-    name = _entry_name(text, file)
-    data = read_entry(name)
-    if data is not None:
-        try:
-            module = pickle.loads(data)
-        except Exception:  # damaged, or too deep to read back: parse again and replace it
-            module = None
-        if isinstance(module, ast.Module):
-            return module
-    from nasir.parse.parser import parse_text
-
-    module = parse_text(text, file)
-    try:
-        data = pickle.dumps(module, protocol=pickle.HIGHEST_PROTOCOL)
-    except RecursionError:  # nested too deeply for pickle: such a spec is just not cached
-        return module
-    if write_entry(name, data):
+    module, stored = cached(_entry_name(text, file), lambda: _parse(text, file), _load,
+                            lambda m: pickle.dumps(m, protocol=pickle.HIGHEST_PROTOCOL))
+    if stored:
         _prune()
     return module
+
+
+def _parse(text: str, file: str) -> ast.Module:
+    from nasir.parse.parser import parse_text  # Lark is imported only on a miss
+
+    return parse_text(text, file)
+
+
+def _load(data: bytes) -> ast.Module | None:
+    module = pickle.loads(data)
+    return module if isinstance(module, ast.Module) else None
 
 
 def _entry_name(text: str, file: str) -> str:

@@ -21,7 +21,7 @@ from lark.exceptions import (
     VisitError,
 )
 
-from nasir.cache import read_entry, write_entry
+from nasir.cache import cached
 from nasir.errors import SourceLoc, SpecError, shown
 from nasir.limits import MAX_INT, MAX_NESTING, MAX_SPEC_BYTES
 from nasir.parse import ast
@@ -62,18 +62,15 @@ def _parser() -> Lark:
     of a small run's start-up), else built and stored."""
     text = resources.files("nasir.grammar").joinpath("arch.lark").read_text()
     key = hashlib.sha256(repr((text, lark.__version__, _OPTIONS)).encode()).hexdigest()
-    name = f"arch-lalr-{key[:32]}.pickle"
-    data = read_entry(name)
-    if data is not None:
-        try:
-            return Lark.load(io.BytesIO(data))
-        except Exception:  # a stale or damaged entry: rebuild and replace it
-            pass
-    parser = Lark(text, **_OPTIONS)
+    parser, _ = cached(f"arch-lalr-{key[:32]}.pickle", lambda: Lark(text, **_OPTIONS),
+                       lambda data: Lark.load(io.BytesIO(data)), _saved)
+    return parser
+
+
+def _saved(parser: Lark) -> bytes:
     buffer = io.BytesIO()
     parser.save(buffer)
-    write_entry(name, buffer.getvalue())
-    return parser
+    return buffer.getvalue()
 
 
 def source_lines(text: str) -> list[str]:
