@@ -56,26 +56,27 @@ class ScopeModule(nn.Module):
         super().__init__()
         self._inputs = list(program.inputs)
         self._outputs = list(program.outputs)
-        self._steps: list[tuple[str, str, Any, list[str], list[str], list[str]]] = []
+        # (child name, function or None for a child module, inputs, outputs, dying tensors)
+        self._steps: list[tuple[str, Any, list[str], list[str], list[str]]] = []
         for step, dying in zip(program.steps, last_uses(program), strict=True):
             self._steps.append((*self._prepare(step, program), dying))
 
     def _prepare(self, step: Step, program: ScopeProgram) -> tuple:
         if step.kind == "scope":
             self.add_module(step.name, ScopeModule(program.children[step.child]))
-            return ("module", step.name, None, step.inputs, step.outputs)
+            return (step.name, None, step.inputs, step.outputs)
         if isinstance(step.lowering, Layer):
             self.add_module(step.name, build_layer(step.lowering))
-            return ("module", step.name, None, step.inputs, step.outputs)
+            return (step.name, None, step.inputs, step.outputs)
         assert isinstance(step.lowering, Function)
         fn = resolve(step.lowering.fn)
-        return ("function", step.name, partial(fn, **step.lowering.kwargs) if
-                step.lowering.kwargs else fn, step.inputs, step.outputs)
+        return (step.name, partial(fn, **step.lowering.kwargs) if step.lowering.kwargs else fn,
+                step.inputs, step.outputs)
 
     def forward(self, *args: torch.Tensor) -> Any:
         env = dict(zip(self._inputs, args, strict=True))
         modules = self._modules
-        for _, name, fn, ins, outs, dying in self._steps:
+        for name, fn, ins, outs, dying in self._steps:
             values = [env[i] for i in ins]
             for tensor in dying:  # freed as soon as the step is done with it
                 del env[tensor]

@@ -25,8 +25,10 @@ Pass = Callable[..., IR]
 PassStep = str | Pass | tuple[str | Pass, dict[str, Any]]
 
 _PASSES: dict[str, Pass] = {}
-_BUILT_IN = ("adder", "condense", "fuse", "ghost", "split")  # modules of nasir.passes,
-# imported when one is first asked for, so that start-up does not pay for them
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+# The modules of nasir.passes that register the built-in passes, imported when a pass is
+# first asked for, so that start-up does not pay for them.
+_BUILT_IN = ("adder", "condense", "fuse", "ghost", "split")
 
 
 def _load_built_in() -> None:
@@ -34,7 +36,6 @@ def _load_built_in() -> None:
 
     for name in _BUILT_IN:
         importlib.import_module(f"nasir.passes.{name}")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 
 
 def register_pass(name: str) -> Callable[[Pass], Pass]:
