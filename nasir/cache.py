@@ -26,7 +26,7 @@ def cache_dir(create: bool = True) -> Path | None:
     """The cache folder, created (mode 0700) if missing, or None where it is not safe."""
     configured = os.environ.get("NASIR_CACHE_DIR")
     if configured is not None:
-        if configured.strip().lower() in _OFF:
+        if turned_off(configured):
             return None
         folder = Path(configured)
     else:
@@ -38,7 +38,17 @@ def cache_dir(create: bool = True) -> Path | None:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError:
             return None
-    return folder if _private(folder, directory=True) else None
+    return folder if private_folder(folder) else None
+
+
+def turned_off(value: str) -> bool:
+    """Whether a NASIR_CACHE_DIR value means "no cache" (off, 0, no, false or empty)."""
+    return value.strip().lower() in _OFF
+
+
+def private_folder(path: Path) -> bool:
+    """A real directory (not a link) owned by this user that no one else can write to."""
+    return _private(path, directory=True)
 
 
 def read_entry(name: str) -> bytes | None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import stat
 import sys
 import threading
 from pathlib import Path
@@ -42,7 +41,6 @@ ENV_BACKEND = "NASIR_ADDER"
 BACKENDS = ("cpp", "torch")
 SOURCE = Path(__file__).with_name("_adder_kernel.cpp")
 KERNEL_DTYPES = (torch.float32, torch.float64)
-_OFF = {"off", "0", "no", "false", ""}
 
 _log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -55,17 +53,24 @@ def _extension_name() -> str:
 
 
 def _build_directory(name: str) -> str | None:
-    """``$NASIR_CACHE_DIR/torch_extensions/<name>`` when configured, else torch's default."""
+    """``$NASIR_CACHE_DIR/torch_extensions/<name>`` when configured, else torch's default.
+
+    The folder will hold a shared library that this process loads, so it must be private
+    (`nasir.cache.private_folder`), as must the cache folder above it.
+    """
+    from nasir.cache import cache_dir, private_folder, turned_off
+
     configured = os.environ.get("NASIR_CACHE_DIR")
-    if configured is None or configured.strip().lower() in _OFF:
+    if configured is None or turned_off(configured):
         return None
-    folder = Path(configured) / "torch_extensions" / name
+    root = cache_dir()
+    if root is None:
+        raise PermissionError(f"{configured} must be a directory owned by this user and "
+                              "writable by no one else")
+    folder = root / "torch_extensions" / name
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # The folder will hold a shared library that this process loads: refuse one that
-    # someone else could have written to.
     for path in (folder, folder.parent):
-        info = path.lstat()
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        if not private_folder(path):
             raise PermissionError(
                 f"{path} must be a directory owned by this user and writable by no one else"
             )
