@@ -308,3 +308,12 @@ def test_cli_condense_refuses_a_run_that_has_not_finished_condensing(tmp_path: P
     assert_refused(refused)
     assert "cannot be condensed yet" in refused.stderr
     assert not (tmp_path / "no.pt").exists()
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("epochs", 10**20, "MAX_EPOCHS"), ("epochs", 0, "MAX_EPOCHS"), ("graft", 10_000, "MAX_GRAFT"),
+    ("lr", float("nan"), "finite"), ("batch", 0, "batch of 1")])
+def test_a_configuration_that_cannot_run_is_refused_when_made(field: str, value,
+                                                              message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        TrainConfig(**{"epochs": 1, field: value})

@@ -51,6 +51,19 @@ class TrainConfig:
     out: Path = Path("runs")
     resume: bool = False
 
+    def __post_init__(self) -> None:
+        """A configuration that cannot run is refused when it is made, before any work."""
+        if not 1 <= self.epochs <= MAX_EPOCHS:
+            raise SpecError(f"--epochs {self.epochs} is out of range",
+                            expected=f"1 to {MAX_EPOCHS:,} (MAX_EPOCHS)")
+        if not 1 <= self.graft <= MAX_GRAFT:
+            raise SpecError(f"--graft {self.graft} is out of range",
+                            expected=f"1 (no grafting) to {MAX_GRAFT} networks (MAX_GRAFT)")
+        if self.batch < 1 or not math.isfinite(self.lr) or self.lr <= 0:
+            raise SpecError(f"bad --batch {self.batch} or --lr {self.lr}",
+                            expected="a batch of 1 or more and a positive, finite learning "
+                                     "rate")
+
 
 @dataclass
 class TrainResult:
@@ -95,7 +108,7 @@ def _replica(ir: IR, data: DataSplit, config: TrainConfig, index: int) -> _Repli
 def train(ir: IR, data: DataSplit, config: TrainConfig,
           progress: Callable[[str], None] | None = None) -> TrainResult:
     """Train `ir` on `data` as `config` says (see the module docstring)."""
-    _check_config(ir, data, config)
+    _check_classes(ir, data)
     replicas = [_replica(ir, data, config, k) for k in range(config.graft)]
     methods = replicas[0].methods.describe()
     if config.graft > 1:
@@ -151,16 +164,7 @@ def _graft_ring(replicas: list[_Replica]) -> None:
         replica.model.load_state_dict(state)
 
 
-def _check_config(ir: IR, data: DataSplit, config: TrainConfig) -> None:
-    if not 1 <= config.epochs <= MAX_EPOCHS:
-        raise SpecError(f"--epochs {config.epochs} is out of range",
-                        expected=f"1 to {MAX_EPOCHS:,} (MAX_EPOCHS)")
-    if not 1 <= config.graft <= MAX_GRAFT:
-        raise SpecError(f"--graft {config.graft} is out of range",
-                        expected=f"1 (no grafting) to {MAX_GRAFT} networks (MAX_GRAFT)")
-    if config.batch < 1 or not math.isfinite(config.lr) or config.lr <= 0:
-        raise SpecError(f"bad --batch {config.batch} or --lr {config.lr}",
-                        expected="a batch of 1 or more and a positive, finite learning rate")
+def _check_classes(ir: IR, data: DataSplit) -> None:
     out = ir.node(ir.output).shape
     if out != (data.classes,):
         raise SpecError(f"network {ir.name} outputs {'x'.join(map(str, out))} values but "
